@@ -1,0 +1,1 @@
+"""sciflow domain plugins, installed as the import package `sciflow_domains`."""

@@ -1,0 +1,1 @@
+"""The crystal domain plugin."""

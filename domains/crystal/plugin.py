@@ -1,0 +1,12 @@
+"""Plugin entry of the crystal domain (entry point ``sciflow.domains: crystal``)."""
+
+from sciflow.registry import DomainPlugin
+
+PLUGIN = DomainPlugin(
+    name="crystal",
+    summary="crystal structure generation with CrysBFN (periodic Bayesian flow networks)",
+    extra="crystal",
+    requires=("pymatgen",),
+    status="planned",
+    module="sciflow_domains.crystal",
+)

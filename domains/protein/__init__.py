@@ -1,0 +1,1 @@
+"""The protein domain plugin."""

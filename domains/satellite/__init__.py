@@ -1,0 +1,1 @@
+"""The satellite domain plugin."""

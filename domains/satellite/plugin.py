@@ -1,0 +1,12 @@
+"""Plugin entry of the satellite domain (entry point ``sciflow.domains: satellite``)."""
+
+from sciflow.registry import DomainPlugin
+
+PLUGIN = DomainPlugin(
+    name="satellite",
+    summary="climate-conditioned satellite imagery with EcoMapper (conditional flow matching)",
+    extra="satellite",
+    requires=("xarray", "rasterio"),
+    status="planned",
+    module="sciflow_domains.satellite",
+)

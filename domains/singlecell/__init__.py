@@ -1,0 +1,1 @@
+"""The singlecell domain plugin."""

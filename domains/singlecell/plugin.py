@@ -1,0 +1,12 @@
+"""Plugin entry of the singlecell domain (entry point ``sciflow.domains: singlecell``)."""
+
+from sciflow.registry import DomainPlugin
+
+PLUGIN = DomainPlugin(
+    name="singlecell",
+    summary="cell population dynamics with Meta Flow Matching (population-conditioned flows)",
+    extra="singlecell",
+    requires=("torch_geometric", "anndata", "scanpy"),
+    status="planned",
+    module="sciflow_domains.singlecell",
+)

@@ -1,0 +1,180 @@
+"""`GenerativeTask`: the LightningModule that trains any engine with any network."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from sciflow.engine import Engine, batch_size, split_batch
+from sciflow.evaluation.distances import mmd, wasserstein
+
+CHECKPOINT_KEY = "sciflow"
+
+
+class GenerativeTask(L.LightningModule):
+    """Trains ``network`` with ``engine``'s loss; keeps EMA weights; samples during validation.
+
+    Args:
+        engine: the generative process (components, coupling, time range).
+        network: builds the network from the engine (a class such as ``StateMLP`` given in the
+            config by ``class_path``, or any callable ``engine -> nn.Module`` from Python).
+        lr, weight_decay: AdamW settings.
+        warmup_steps: linear learning-rate warm-up.
+        lr_schedule: ``"constant"`` or ``"cosine"`` decay to 0 over the run after warm-up.
+        ema_decay: decay of the exponential moving average of the weights; 0 disables EMA.
+        val_num_samples: if > 0, at each validation epoch end draw this many samples with the EMA
+            network and log W2 and MMD against the same number of validation points (dense
+            engines only).
+        val_num_steps, val_solver: solver settings for that sampling.
+    """
+
+    domain = "toy"
+
+    def __init__(
+        self,
+        engine: Engine,
+        network: Callable[[Engine], nn.Module],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "cosine"] = "cosine",
+        ema_decay: float = 0.999,
+        val_num_samples: int = 0,
+        val_num_steps: int = 50,
+        val_solver: str = "euler",
+    ):
+        super().__init__()
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay!r}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', got {lr_schedule!r}")
+        # Plain attributes rather than save_hyperparameters(): the full, resolved config lives in
+        # `model_config` (set by the CLI), and Lightning's own hparams would make `--ckpt_path`
+        # resumption try to rebuild the model from an incomplete copy of it.
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.lr_schedule, self.ema_decay = lr_schedule, ema_decay
+        self.val_num_samples, self.val_num_steps, self.val_solver = (
+            val_num_samples,
+            val_num_steps,
+            val_solver,
+        )
+        self.engine = engine
+        self.network = network(engine)
+        if not isinstance(self.network, nn.Module):
+            raise TypeError(
+                f"network: expected a callable returning nn.Module, got {self.network!r}"
+            )
+        self.ema = (
+            AveragedModel(self.network, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+            if ema_decay > 0
+            else None
+        )
+        #: The resolved model config (class_path/init_args), set by the CLI, saved in checkpoints
+        #: so that `sciflow.load_sampler` can rebuild this task without the CLI.
+        self.model_config: dict | None = None
+        self._val_reference: list[dict[str, torch.Tensor]] = []
+
+    # -- networks -----------------------------------------------------------------------------
+    @property
+    def sampling_network(self) -> nn.Module:
+        """The EMA network when EMA is on, else the trained one."""
+        return self.ema.module if self.ema is not None else self.network
+
+    def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
+        return self.network(x_t, t, context or {})
+
+    # -- training -----------------------------------------------------------------------------
+    def _log_loss(self, stage: str, loss, batch_size: int) -> None:
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss",
+            loss.total,
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=batch_size,
+        )
+        for name, term in loss.terms.items():
+            self.log(
+                f"{stage}/loss_{name}",
+                term,
+                on_step=on_step,
+                on_epoch=not on_step,
+                batch_size=batch_size,
+            )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.engine.loss(self.network, batch)
+        self._log_loss("train", loss, batch_size(*split_batch(batch)))
+        return loss.total
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        loss = self.engine.loss(self.sampling_network, batch, generator=generator)
+        self._log_loss("val", loss, batch_size(*split_batch(batch)))
+        if self.val_num_samples > 0:
+            self._val_reference.append({k: v for k, v in split_batch(batch)[0].items()})
+        return loss.total
+
+    def on_validation_epoch_end(self) -> None:
+        n = self.val_num_samples
+        if n <= 0 or not self._val_reference:
+            return
+        reference = {
+            k: torch.cat([b[k] for b in self._val_reference])[:n] for k in self._val_reference[0]
+        }
+        self._val_reference.clear()
+        n = next(iter(reference.values())).shape[0]
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        samples = self.engine.sample(
+            self.sampling_network,
+            n,
+            num_steps=self.val_num_steps,
+            solver=self.val_solver,
+            generator=generator,
+            device=self.device,
+        ).x
+        manifolds = self.engine.manifolds
+        reference = {k: reference[k] for k in manifolds}
+        self.log("val/w2", wasserstein(samples, reference, manifolds), prog_bar=True)
+        self.log("val/mmd", mmd(samples, reference, manifolds))
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        warmup = self.warmup_steps
+        cosine = self.lr_schedule == "cosine"
+        total = max(int(self.trainer.estimated_stepping_batches), 1) if cosine else 0
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"domain": self.domain, "model_config": self.model_config}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.model_config = checkpoint.get(CHECKPOINT_KEY, {}).get("model_config")
