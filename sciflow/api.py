@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sciflow.atomic import atomic_write
 from sciflow.registry import get_domain, list_domains, require_available
 from sciflow.training.task import CHECKPOINT_KEY, GenerativeTask
 
@@ -37,17 +37,9 @@ class SampleResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the samples to a ``.npz`` file atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **self.to_numpy())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        with atomic_write(path, "wb") as handle:
+            np.savez(handle, **self.to_numpy())
+        return Path(path)
 
 
 class Sampler:
@@ -65,17 +57,20 @@ class Sampler:
     def sample(
         self,
         num_samples: int,
-        num_steps: int = 50,
-        solver: str = "euler",
+        num_steps: int | None = None,
+        solver: str | None = None,
         seed: int | None = 0,
         condition: Mapping | None = None,
         return_trajectory: bool = False,
         progress: bool = False,
+        guidance_scale: float | None = None,
     ) -> SampleResult:
-        """Integrate the learned flow from ``num_samples`` prior draws.
+        """Draw ``num_samples`` samples from the trained model.
 
-        ``seed`` fixes the prior draw (same seed, same samples); ``condition`` is passed to the
-        network as ``context["cond"]``.
+        ``num_steps`` and ``solver`` default to the engine's own (50 Euler steps for flow
+        matching; the training n with the "vanilla" update for Bayesian flows). ``seed`` fixes
+        all randomness (same seed, same samples); ``condition`` is passed to the network as
+        ``context["cond"]``.
         """
         generator = torch.Generator(device=self.device)
         if seed is None:
@@ -83,12 +78,12 @@ class Sampler:
         else:
             generator.manual_seed(int(seed))
         context = {} if condition is None else {"cond": condition}
+        options = {"num_steps": num_steps, "solver": solver, "guidance_scale": guidance_scale}
         solution = self.engine.sample(
             self.network,
             num_samples,
             context=context,
-            num_steps=num_steps,
-            solver=solver,
+            **{k: v for k, v in options.items() if v is not None},
             generator=generator,
             return_trajectory=return_trajectory,
             device=self.device,

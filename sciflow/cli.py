@@ -103,8 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="sample a trained checkpoint into OUT/samples.npz")
     sample.add_argument("--checkpoint", required=True, help="a checkpoint written by sciflow fit")
     sample.add_argument("--num-samples", type=int, default=64)
-    sample.add_argument("--steps", type=int, default=50, help="solver steps")
-    sample.add_argument("--solver", default="euler", help="euler, midpoint, heun, rk4, dopri5")
+    sample.add_argument(
+        "--steps", type=int, default=None, help="solver steps (default: the engine's own)"
+    )
+    sample.add_argument(
+        "--solver",
+        default=None,
+        help="flow matching: euler (default), midpoint, heun, rk4, dopri5; "
+        "Bayesian flows: vanilla (default), end_back",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")

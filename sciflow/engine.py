@@ -26,14 +26,13 @@ import torch
 from sciflow.couplings import Coupling, IndependentCoupling
 from sciflow.geometry.torus import remove_mean
 from sciflow.manifolds.base import Manifold
-from sciflow.manifolds.euclidean import Euclidean
 from sciflow.paths.affine import AffinePath
 from sciflow.paths.geodesic import GeodesicPath
-from sciflow.paths.path import PathSample, ProbPath
+from sciflow.paths.path import ProbPath
 from sciflow.paths.schedulers import Scheduler
 from sciflow.solvers.ode import ODESolution, solve_ode
 
-CONTEXT_KEYS = ("mask", "index", "num_samples", "cond")
+CONTEXT_KEYS = ("mask", "index", "num_samples", "cond", "cond_mask")
 Layout = Literal["dense", "padded", "indexed"]
 
 
@@ -62,21 +61,69 @@ def batch_size(state: Mapping[str, torch.Tensor], context: Mapping[str, object])
 
 
 class Component(ABC):
-    """One named part of a sample, living on ``manifold`` and laid out as ``layout``."""
+    """One named part of a sample, living on ``manifold`` and laid out as ``layout``.
+
+    The base class owns what every process needs from the layout: per-element times, prior
+    shapes and per-sample averaging. Subclasses (flow matching, Bayesian flows) say how the part
+    is noised, scored and sampled.
+    """
 
     manifold: Manifold
-    layout: Layout
-    weight: float
+    layout: Layout = "dense"
+    event_shape: tuple[int, ...] = ()
+    weight: float = 1.0
+
+    def _check_layout(self, layout: str, event_shape: tuple[int, ...]) -> None:
+        if layout not in ("dense", "padded", "indexed"):
+            raise ValueError(f"layout: expected 'dense', 'padded' or 'indexed', got {layout!r}")
+        if layout != "dense" and event_shape:
+            raise ValueError(
+                f"event_shape: only dense parts take one, got {event_shape} ({layout})"
+            )
+
+    def element_time(self, t: torch.Tensor, x: torch.Tensor, context: Mapping) -> torch.Tensor:
+        """Per-sample times (B,) expanded to the part's element shape ``x.shape[:-1]``."""
+        if self.layout == "indexed":
+            return t[context["index"]]
+        return t.reshape(t.shape[0], *([1] * (x.ndim - 2))).expand(x.shape[:-1])
+
+    def element_shape(self, num_samples: int, context: Mapping) -> tuple[int, ...]:
+        """Shape of the part without its point dimension: (B, *event), (B, N) or (M,)."""
+        if self.layout == "dense":
+            return (num_samples, *self.event_shape)
+        if self.layout == "padded":
+            return tuple(context["mask"].shape)
+        return (context["index"].shape[0],)
+
+    def per_sample_mean(self, err: torch.Tensor, context: Mapping, num_samples: int):
+        """Average per-element values (element shape) into one value per sample (B,)."""
+        if self.layout == "indexed":
+            index = context["index"]
+            total = err.new_zeros(num_samples).index_add_(0, index, err)
+            count = err.new_zeros(num_samples).index_add_(0, index, torch.ones_like(err))
+            return total / count.clamp_min(1)
+        if self.layout == "padded":
+            mask = context["mask"].to(err.dtype)
+            return (err * mask).sum(1) / mask.sum(1).clamp_min(1)
+        return err.reshape(err.shape[0], -1).mean(1)
+
+    def prior(self, num_samples: int, context: Mapping, generator=None, dtype=None, device=None):
+        """Draw points of the part's reference prior: (B, *event, d), (B, N, d) or (M, d)."""
+        shape = self.element_shape(num_samples, context)
+        return self.manifold.random(*shape, generator=generator, dtype=dtype, device=device)
+
+    def check_data(self, x: torch.Tensor, name: str) -> None:
+        """Raise ``ValueError`` naming ``name`` unless ``x`` holds valid data for this part."""
+        self.manifold.check_point(x, name=name)
 
     @abstractmethod
-    def loss(
-        self,
-        output: torch.Tensor,
-        path_sample: PathSample,
-        context: Mapping[str, object],
-        num_samples: int,
-    ) -> torch.Tensor:
-        """Per-sample loss (B,) of the network output for this part."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input features for this part's noisy state: (..., feature_dim)."""
+
+    @property
+    @abstractmethod
+    def output_dim(self) -> int:
+        """Width of the network output this part expects, per element."""
 
 
 class FlowComponent(Component):
@@ -132,22 +179,12 @@ class FlowComponent(Component):
         self.event_shape = tuple(event_shape)
         self.remove_mean = remove_mean
 
-    # -- shapes -------------------------------------------------------------------------------
-    def element_time(self, t: torch.Tensor, x: torch.Tensor, context: Mapping) -> torch.Tensor:
-        """Per-sample times (B,) expanded to the part's element shape ``x.shape[:-1]``."""
-        if self.layout == "indexed":
-            return t[context["index"]]
-        return t.reshape(t.shape[0], *([1] * (x.ndim - 2))).expand(x.shape[:-1])
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.manifold.embed(x)
 
-    def prior(self, num_samples: int, context: Mapping, generator=None, dtype=None, device=None):
-        """Draw prior points for this part: (B, *event, d), (B, N, d) or (M, d)."""
-        if self.layout == "dense":
-            shape = (num_samples, *self.event_shape)
-        elif self.layout == "padded":
-            shape = tuple(context["mask"].shape)
-        else:
-            shape = (context["index"].shape[0],)
-        return self.manifold.random(*shape, generator=generator, dtype=dtype, device=device)
+    @property
+    def output_dim(self) -> int:
+        return self.manifold.point_dim if self.prediction == "x1" else self.manifold.tangent_dim
 
     def _centre(self, v: torch.Tensor, context: Mapping, num_samples: int) -> torch.Tensor:
         if not self.remove_mean:
@@ -155,18 +192,6 @@ class FlowComponent(Component):
         if self.layout == "indexed":
             return remove_mean(v, index=context["index"], num_sets=num_samples)
         return remove_mean(v, mask=context.get("mask") if self.layout == "padded" else None)
-
-    def _per_sample_mean(self, err: torch.Tensor, context: Mapping, num_samples: int):
-        """Average per-element errors (element shape) into one value per sample (B,)."""
-        if self.layout == "indexed":
-            index = context["index"]
-            total = err.new_zeros(num_samples).index_add_(0, index, err)
-            count = err.new_zeros(num_samples).index_add_(0, index, torch.ones_like(err))
-            return total / count.clamp_min(1)
-        if self.layout == "padded":
-            mask = context["mask"].to(err.dtype)
-            return (err * mask).sum(1) / mask.sum(1).clamp_min(1)
-        return err.reshape(err.shape[0], -1).mean(1)
 
     # -- training and sampling ----------------------------------------------------------------
     def velocity(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, context, n: int):
@@ -181,7 +206,7 @@ class FlowComponent(Component):
         v = self.velocity(output, path_sample.x_t, path_sample.t, context, num_samples)
         target = self._centre(path_sample.dx_t, context, num_samples)
         err = (v - target).pow(2).sum(-1)
-        return self._per_sample_mean(err, context, num_samples)
+        return self.per_sample_mean(err, context, num_samples)
 
     def __repr__(self) -> str:
         return (
@@ -189,50 +214,55 @@ class FlowComponent(Component):
         )
 
 
-class Engine:
-    """Flow matching over a dict of named components with one time per sample.
+class GenerativeEngine(ABC):
+    """A generative process over a dict of named components that share one time per sample.
+
+    Subclasses define the training loss and the sampler; this base validates the components,
+    draws priors, checks batches and implements classifier-free guidance, the same for all.
 
     Args:
         components: name → Component.
-        coupling: how prior draws are paired with data in a minibatch (dense parts only for OT).
-        t_max: largest training time; x1-prediction losses divide by 1−κ_t, so ReQFlow-style
-            training uses t ≤ 1 − 0.01.
+        cond_drop_prob: during training, the probability that a sample's condition
+            (``context["cond"]``) is hidden from the network. The network sees which samples keep
+            it in ``context["cond_mask"]`` (B,) bool and should use a learned null condition where
+            it is False; sampling with ``guidance_scale`` w then combines
+            ``(1 + w)·out(cond) − w·out(null)``.
     """
 
-    def __init__(
-        self,
-        components: dict[str, Component],
-        coupling: Coupling | None = None,
-        t_max: float = 1.0,
-    ):
+    component_type: type[Component] = Component
+
+    def __init__(self, components: dict[str, Component], cond_drop_prob: float = 0.0):
         if not components:
             raise ValueError("components: the engine needs at least one named component")
         for name, comp in components.items():
             if name in CONTEXT_KEYS:
                 raise ValueError(f"components: {name!r} is reserved for context, rename the part")
-            if not isinstance(comp, Component):
-                raise TypeError(f"components[{name!r}]: expected a Component, got {comp!r}")
-        if not 0 < t_max <= 1:
-            raise ValueError(f"t_max: expected a float in (0, 1], got {t_max!r}")
+            if not isinstance(comp, self.component_type):
+                raise TypeError(
+                    f"components[{name!r}]: expected a {self.component_type.__name__}, got {comp!r}"
+                )
+        if not 0 <= cond_drop_prob < 1:
+            raise ValueError(f"cond_drop_prob: expected a float in [0, 1), got {cond_drop_prob!r}")
         self.components = dict(components)
-        self.coupling = coupling or IndependentCoupling()
-        self.t_max = float(t_max)
+        self.cond_drop_prob = float(cond_drop_prob)
 
     @property
     def manifolds(self) -> dict[str, Manifold]:
-        return {name: comp.manifold for name, comp in self.components.items()}
+        """The space of every part that has one (all parts but discrete ones)."""
+        return {
+            name: comp.manifold
+            for name, comp in self.components.items()
+            if getattr(comp, "manifold", None) is not None
+        }
 
-    def _check_state(self, state: Mapping[str, torch.Tensor]) -> None:
+    def check_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Raise ``ValueError`` naming the part if a batch lacks a part or holds invalid data."""
         missing = set(self.components) - set(state)
         if missing:
             raise ValueError(f"batch: missing part(s) {sorted(missing)}; got keys {sorted(state)}")
         for name, comp in self.components.items():
-            x = state[name]
-            if x.shape[-1] != comp.manifold.point_dim:
-                raise ValueError(
-                    f"batch[{name!r}]: expected last dimension {comp.manifold.point_dim} for "
-                    f"{comp.manifold!r}, got shape {tuple(x.shape)}"
-                )
+            # names the part, the expected shape and the bad values (e.g. non-unit quaternions)
+            comp.check_data(state[name], name=f"batch[{name!r}]")
 
     def prior(
         self,
@@ -242,12 +272,83 @@ class Engine:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> dict[str, torch.Tensor]:
-        """Prior draws for every part (shapes as in the batch layout)."""
+        """Draws of every part's reference prior (shapes as in the batch layout)."""
         context = context or {}
         return {
             name: comp.prior(num_samples, context, generator=generator, dtype=dtype, device=device)
             for name, comp in self.components.items()
         }
+
+    def training_context(self, context: Mapping, num_samples: int, generator, device) -> dict:
+        """The context for a training step: conditioning dropped with ``cond_drop_prob``."""
+        context = dict(context)
+        if "cond" in context and self.cond_drop_prob > 0:
+            keep = torch.rand(num_samples, generator=generator, device=device)
+            context["cond_mask"] = keep >= self.cond_drop_prob
+        return context
+
+    @staticmethod
+    def network_output(
+        network: Callable,
+        x: Mapping[str, torch.Tensor],
+        t: torch.Tensor,
+        context: Mapping[str, object],
+        guidance_scale: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
+        """Call the network; with a condition and ``guidance_scale`` w ≠ 0, classifier-free
+        guidance: ``(1 + w)·out(cond) − w·out(null)``, per output."""
+        if guidance_scale == 0 or "cond" not in context:
+            return network(x, t, context)
+        n = t.shape[0]
+        keep = torch.ones(n, dtype=torch.bool, device=t.device)
+        conditional = network(x, t, {**context, "cond_mask": keep})
+        null = network(x, t, {**context, "cond_mask": ~keep})
+        w = guidance_scale
+        return {k: (1 + w) * conditional[k] - w * null[k] for k in conditional}
+
+    @abstractmethod
+    def loss(
+        self,
+        network: Callable,
+        batch: Mapping[str, object],
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """The training loss of ``network`` on a data batch."""
+
+    @abstractmethod
+    def sample(self, network: Callable, num_samples: int, **kwargs) -> ODESolution:
+        """Draw ``num_samples`` samples with the trained ``network``."""
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v!r}" for k, v in self.components.items())
+        return f"{type(self).__name__}({parts})"
+
+
+class Engine(GenerativeEngine):
+    """Flow matching over a dict of named components with one time per sample.
+
+    Args:
+        components: name → FlowComponent.
+        coupling: how prior draws are paired with data in a minibatch (dense parts only for OT).
+        t_max: largest training time; x1-prediction losses divide by 1−κ_t, so ReQFlow-style
+            training uses t ≤ 1 − 0.01.
+        cond_drop_prob: conditioning dropout for classifier-free guidance (see GenerativeEngine).
+    """
+
+    component_type = FlowComponent
+
+    def __init__(
+        self,
+        components: dict[str, FlowComponent],
+        coupling: Coupling | None = None,
+        t_max: float = 1.0,
+        cond_drop_prob: float = 0.0,
+    ):
+        super().__init__(components, cond_drop_prob)
+        if not 0 < t_max <= 1:
+            raise ValueError(f"t_max: expected a float in (0, 1], got {t_max!r}")
+        self.coupling = coupling or IndependentCoupling()
+        self.t_max = float(t_max)
 
     def loss(
         self,
@@ -257,10 +358,11 @@ class Engine:
     ) -> LossOutput:
         """Draw prior points and times, build x_t on every part, and score the network."""
         state, context = split_batch(batch)
-        self._check_state(state)
+        self.check_state(state)
         x1 = {name: state[name] for name in self.components}
         n = batch_size(x1, context)
         ref = next(iter(x1.values()))
+        context = self.training_context(context, n, generator, ref.device)
         x0 = self.prior(n, context, generator, ref.dtype, ref.device)
         dense = all(c.layout == "dense" for c in self.components.values())
         if dense:
@@ -280,13 +382,15 @@ class Engine:
             terms[name] = comp.weight * comp.loss(outputs[name], samples[name], context, n).mean()
         return LossOutput(total=sum(terms.values()), terms=terms)
 
-    def velocity_field(self, network: Callable, context: Mapping[str, object]):
+    def velocity_field(
+        self, network: Callable, context: Mapping[str, object], guidance_scale: float = 0.0
+    ):
         """The learned field ``(t: 0-dim, x: dict) -> dict`` of tangent velocities for solvers."""
 
         def field_fn(t: torch.Tensor, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             n = batch_size(x, context)
             t_batch = t.expand(n) if t.ndim == 0 else t
-            out = network(x, t_batch, context)
+            out = self.network_output(network, x, t_batch, context, guidance_scale)
             return {
                 name: comp.velocity(
                     out[name], x[name], comp.element_time(t_batch, x[name], context), context, n
@@ -310,8 +414,13 @@ class Engine:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
         progress: bool = False,
+        guidance_scale: float = 0.0,
     ) -> ODESolution:
-        """Integrate the learned field from the prior at t=0 to t=1 (or along ``time_grid``)."""
+        """Integrate the learned field from the prior at t=0 to t=1 (or along ``time_grid``).
+
+        ``guidance_scale`` w > 0 applies classifier-free guidance when ``context`` has a
+        ``cond`` (the network must have been trained with ``cond_drop_prob`` > 0).
+        """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
         if time_grid is None:
@@ -322,7 +431,7 @@ class Engine:
         context.setdefault("num_samples", num_samples)
         x0 = self.prior(num_samples, context, generator, dtype, device)
         return solve_ode(
-            self.velocity_field(network, context),
+            self.velocity_field(network, context, guidance_scale),
             x0,
             self.manifolds,
             time_grid,
@@ -332,10 +441,5 @@ class Engine:
         )
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{k}={v!r}" for k, v in self.components.items())
-        return f"Engine({parts}, coupling={type(self.coupling).__name__}, t_max={self.t_max})"
-
-
-def euclidean_engine(dim: int, **component_kwargs) -> Engine:
-    """An engine with one dense Euclidean part named ``x`` — the classic CFM set-up."""
-    return Engine({"x": FlowComponent(Euclidean(dim), **component_kwargs)})
+        coupling = type(self.coupling).__name__
+        return f"{super().__repr__()[:-1]}, coupling={coupling}, t_max={self.t_max})"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from sciflow.atomic import atomic_write
 from sciflow.data.registry import RemoteFile, dataset_dir, get_dataset
 
 _CHUNK = 1 << 20
@@ -61,20 +61,13 @@ def _is_valid(path: Path, sha256: str) -> bool:
 
 def _download(remote: RemoteFile, target: Path, progress: bool) -> None:
     """Download ``remote`` to ``target`` through a verified temporary file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _stream(remote.url, out, progress, desc=remote.relative_path)
+    with atomic_write(target, "wb") as out:  # a mismatch raises inside: nothing is kept
+        actual = _stream(remote.url, out, progress, desc=remote.relative_path)
         if actual != remote.sha256:
             raise ValueError(
                 f"checksum mismatch for {remote.relative_path} from {remote.url}: "
                 f"expected sha256 {remote.sha256}, got {actual}"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stream(url: str, out: BinaryIO, progress: bool, desc: str) -> str:

@@ -12,13 +12,14 @@ import importlib.util
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
+
+from sciflow.atomic import write_text_atomic
 
 
 @dataclass
@@ -28,19 +29,6 @@ class Report:
     results: dict
     markdown: str
     plots: list[str] = field(default_factory=list)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def machine_info() -> dict:
@@ -97,11 +85,11 @@ def run_benchmark(
         "plots": report.plots,
     }
     json_path = out / f"{spec['name']}.json"
-    write_atomic(json_path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(payload, indent=2) + "\n")
     header = (
         f"# {spec['name']}\n\nReproduce: `sciflow bench {spec_path}`  \n"
         f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
         f"torch {payload['machine']['torch']}, {payload['started']}\n\n"
     )
-    write_atomic(out / f"{spec['name']}.md", header + report.markdown + "\n")
+    write_text_atomic(out / f"{spec['name']}.md", header + report.markdown + "\n")
     return json_path

@@ -75,3 +75,10 @@ def energy_distance(x: Points, y: Points, manifold) -> float:
     return float(
         2 * torch.cdist(ex, ey).mean() - torch.cdist(ex, ex).mean() - torch.cdist(ey, ey).mean()
     )
+
+
+def categorical_tv(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
+    """Total-variation distance between the class frequencies of two samples of class indices."""
+    px = torch.bincount(x.flatten().long(), minlength=num_classes).double() / x.numel()
+    py = torch.bincount(y.flatten().long(), minlength=num_classes).double() / y.numel()
+    return float(0.5 * (px - py).abs().sum())

@@ -23,10 +23,11 @@ def mlp(in_dim: int, hidden: int, out_dim: int, depth: int, activation=nn.SiLU) 
 class StateMLP(nn.Module):
     """An MLP velocity/endpoint network for engines whose parts are all dense.
 
-    Each part's noisy points are fed through the manifold's Euclidean embedding (rotation matrices
-    for quaternions, cos/sin for the torus), concatenated with Fourier features of t, and the
-    output is split into one tensor per part: (B, *event_shape, tangent_dim) for velocity
-    prediction, (B, *event_shape, point_dim) for x1 prediction.
+    Each part's noisy state is turned into features by its component (for flow matching, the
+    manifold's Euclidean embedding: rotation matrices for quaternions, cos/sin for the torus),
+    concatenated with Fourier features of t, and the output is split into one tensor per part of
+    shape (B, *event_shape, component.output_dim): a velocity, an endpoint or a distribution's
+    parameters, as the component expects.
 
     Args:
         engine: the engine whose components define the inputs and outputs.
@@ -42,20 +43,18 @@ class StateMLP(nn.Module):
         for name, comp in engine.components.items():
             if comp.layout != "dense":
                 raise ValueError(f"StateMLP: part {name!r} is {comp.layout}; only dense parts fit")
-            manifold = comp.manifold
-            probe = manifold.random(1, *comp.event_shape, dtype=torch.float64)
-            in_dim += manifold.embed(probe).numel()
-            width = manifold.point_dim if comp.prediction == "x1" else manifold.tangent_dim
-            shape = (*comp.event_shape, width)
-            self.specs[name] = (manifold, shape)
+            probe = comp.prior(1, {}, dtype=torch.float64)
+            in_dim += comp.features(probe).numel()
+            shape = (*comp.event_shape, comp.output_dim)
+            self.specs[name] = (comp, shape)
             out_dim += int(torch.Size(shape).numel())
         self.time_embedding = FourierTimeEmbedding(time_dim)
         self.net = mlp(in_dim, hidden, out_dim, depth)
 
     def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
         features = [self.time_embedding(t)]
-        for name, (manifold, _) in self.specs.items():
-            features.append(manifold.embed(x_t[name]).reshape(t.shape[0], -1))
+        for name, (comp, _) in self.specs.items():
+            features.append(comp.features(x_t[name]).reshape(t.shape[0], -1))
         out = self.net(torch.cat(features, dim=-1).to(self.net[0].weight.dtype))
         result, start = {}, 0
         for name, (_, shape) in self.specs.items():

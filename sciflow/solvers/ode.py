@@ -255,8 +255,10 @@ def _check_state(
     x0: Mapping[str, torch.Tensor], manifolds: Mapping[str, Manifold]
 ) -> tuple[torch.dtype, torch.device]:
     """Validate a state against its manifolds; return the promoted dtype and the device."""
-    if not isinstance(x0, Mapping) or not x0:
-        raise TypeError(f"x0: expected a non-empty dict of tensors, got {type(x0).__name__}")
+    if not isinstance(x0, Mapping):
+        raise TypeError(f"x0: expected a dict of tensors, got {type(x0).__name__}")
+    if not x0:
+        raise ValueError("x0: expected at least one part, got an empty dict")
     if not isinstance(manifolds, Mapping):
         raise TypeError(f"manifolds: expected a dict of Manifolds, got {type(manifolds).__name__}")
     if set(x0) != set(manifolds):

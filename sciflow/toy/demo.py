@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sciflow.evaluation.bench import write_atomic
+from sciflow.atomic import write_text_atomic
 
 
 def instantiate_data_config(data_config: dict):
@@ -125,7 +125,7 @@ def run_demo(config: Path, out: Path, num_samples: int, num_steps: int, extra_ar
         "sample_seconds": round(sample_seconds, 2),
         "metrics": results,
     }
-    write_atomic(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(payload, indent=2) + "\n")
     lines = ["| samples | W2 (product geodesic) | MMD |", "|---|---|---|"]
     lines += [f"| {k} | {v['w2']:.4f} | {v['mmd']:.5f} |" for k, v in results.items()]
     table = "\n".join(lines) + (
@@ -133,7 +133,7 @@ def run_demo(config: Path, out: Path, num_samples: int, num_steps: int, extra_ar
         "independent held-out sets, so a trained W2 near it means the model is as close as the "
         "data can tell; the unbiased MMD (floor ≈ 0) separates what W2 cannot."
     )
-    write_atomic(out / "metrics.md", f"# sciflow demo: {config}\n\n{table}\n")
+    write_text_atomic(out / "metrics.md", f"# sciflow demo: {config}\n\n{table}\n")
     _plot(
         out / "demo.png",
         {"held-out data": held_out, "trained": trained, "untrained": baseline},

@@ -91,3 +91,107 @@ class SE3Mixture(Distribution):
         rot = quaternion.canonical(quaternion.multiply(self.mode_rot[mode], noise))
         trans = self.mode_trans[mode] + self.trans_std * torch.randn(n, 3, generator=generator)
         return {"rot": rot, "trans": trans}
+
+
+class VonMisesMixture(Distribution):
+    """A mixture of von Mises distributions on the circle [0, 2π), part ``angle`` (n, 1).
+
+    Defaults: two modes at π/2 and 3π/2 with concentrations 8 and 3 and weights 0.6 / 0.4.
+    """
+
+    def __init__(
+        self,
+        locations: tuple[float, ...] = (math.pi / 2, 3 * math.pi / 2),
+        concentrations: tuple[float, ...] = (8.0, 3.0),
+        weights: tuple[float, ...] = (0.6, 0.4),
+    ):
+        if not len(locations) == len(concentrations) == len(weights) > 0:
+            raise ValueError(
+                "locations, concentrations, weights: expected equally long non-empty tuples, got "
+                f"{len(locations)}, {len(concentrations)}, {len(weights)}"
+            )
+        _check_positive(**{f"concentrations[{i}]": c for i, c in enumerate(concentrations)})
+        _check_positive(**{f"weights[{i}]": w for i, w in enumerate(weights)})
+        self.locations = torch.tensor(locations, dtype=torch.float64)
+        self.concentrations = torch.tensor(concentrations, dtype=torch.float64)
+        self.weights = torch.tensor(weights, dtype=torch.float64) / sum(weights)
+
+    def manifolds(self) -> dict:
+        return {"angle": FlatTorus(1, period=2 * math.pi)}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        from sciflow.geometry import vonmises
+
+        mode = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        angle = vonmises.sample(self.locations[mode], self.concentrations[mode], generator)
+        return {"angle": torch.remainder(angle, 2 * math.pi).float().unsqueeze(-1)}
+
+
+class CategoricalDistribution(Distribution):
+    """Class labels drawn from fixed probabilities, part ``label`` (n,) int64."""
+
+    def __init__(self, probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.1, 0.06, 0.04)):
+        _check_positive(**{f"probs[{i}]": p for i, p in enumerate(probs)})
+        self.probs = torch.tensor(probs, dtype=torch.float64) / sum(probs)
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.numel()
+
+    def manifolds(self) -> dict:
+        return {}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return {"label": torch.multinomial(self.probs, n, replacement=True, generator=generator)}
+
+
+class LabelledCircleMixture(Distribution):
+    """Three coupled parts, one per Bayesian flow: a class ``label`` (n,) k ∈ {0..K−1}, an
+    ``angle`` (n, 1) ~ vM(2πk/K, κ) on [0, 2π), and a ``position`` (n, 2) ~ N(c_k, σ²I) with
+    c_k = r·(cos 2πk/K, sin 2πk/K). A model must learn the parts jointly to keep them consistent.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 3,
+        concentration: float = 20.0,
+        radius: float = 1.0,
+        std: float = 0.1,
+    ):
+        _check_positive(
+            num_classes=num_classes, concentration=concentration, radius=radius, std=std
+        )
+        self.num_classes, self.concentration = int(num_classes), float(concentration)
+        self.radius, self.std = float(radius), float(std)
+
+    def mode_angles(self) -> torch.Tensor:
+        """(K,) the angle of each class's mode."""
+        return 2 * math.pi * torch.arange(self.num_classes, dtype=torch.float64) / self.num_classes
+
+    def manifolds(self) -> dict:
+        return {"angle": FlatTorus(1, period=2 * math.pi), "position": Euclidean(2)}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        from sciflow.geometry import vonmises
+
+        label = torch.randint(self.num_classes, (n,), generator=generator)
+        mode = self.mode_angles()[label]
+        angle = vonmises.sample(mode, torch.full_like(mode, self.concentration), generator)
+        centre = self.radius * torch.stack([torch.cos(mode), torch.sin(mode)], dim=-1)
+        position = centre + self.std * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        return {
+            "label": label,
+            "angle": torch.remainder(angle, 2 * math.pi).float().unsqueeze(-1),
+            "position": position.float(),
+        }
+
+    def consistency(self, samples: dict[str, torch.Tensor]) -> float:
+        """Share of samples whose angle and position both sit nearest their label's mode."""
+        modes = self.mode_angles().float()
+        angle = samples["angle"].squeeze(-1)
+        angle_gap = torch.remainder(angle[:, None] - modes[None], 2 * math.pi)
+        angle_mode = torch.minimum(angle_gap, 2 * math.pi - angle_gap).argmin(1)
+        centres = self.radius * torch.stack([torch.cos(modes), torch.sin(modes)], dim=-1)
+        position_mode = torch.cdist(samples["position"].float(), centres).argmin(1)
+        label = samples["label"]
+        return float(((angle_mode == label) & (position_mode == label)).double().mean())

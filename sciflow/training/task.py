@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from sciflow.engine import Engine, batch_size, split_batch
-from sciflow.evaluation.distances import mmd, wasserstein
+from sciflow.engine import GenerativeEngine, batch_size, split_batch
+from sciflow.evaluation.distances import categorical_tv, mmd, wasserstein
 
 CHECKPOINT_KEY = "sciflow"
 
@@ -28,26 +28,27 @@ class GenerativeTask(L.LightningModule):
         warmup_steps: linear learning-rate warm-up.
         lr_schedule: ``"constant"`` or ``"cosine"`` decay to 0 over the run after warm-up.
         ema_decay: decay of the exponential moving average of the weights; 0 disables EMA.
-        val_num_samples: if > 0, at each validation epoch end draw this many samples with the EMA
-            network and log W2 and MMD against the same number of validation points (dense
-            engines only).
-        val_num_steps, val_solver: solver settings for that sampling.
+        val_num_samples: if > 0, at the end of each validation (and test) epoch draw this many
+            samples with the EMA network and log W2 and MMD against as many held-out points
+            (dense engines only).
+        val_num_steps, val_solver: sampler settings for that sampling (``None``: the engine's
+            default — Euler for flow matching, the training n and "vanilla" for Bayesian flows).
     """
 
     domain = "toy"
 
     def __init__(
         self,
-        engine: Engine,
-        network: Callable[[Engine], nn.Module],
+        engine: GenerativeEngine,
+        network: Callable[[GenerativeEngine], nn.Module],
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         ema_decay: float = 0.999,
         val_num_samples: int = 0,
-        val_num_steps: int = 50,
-        val_solver: str = "euler",
+        val_num_steps: int | None = 50,
+        val_solver: str | None = None,
     ):
         super().__init__()
         if not 0 <= ema_decay < 1:
@@ -118,36 +119,55 @@ class GenerativeTask(L.LightningModule):
         if self.ema is not None:
             self.ema.update_parameters(self.network)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def _evaluation_step(self, stage: str, batch: dict, batch_idx: int) -> torch.Tensor:
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         loss = self.engine.loss(self.sampling_network, batch, generator=generator)
-        self._log_loss("val", loss, batch_size(*split_batch(batch)))
+        self._log_loss(stage, loss, batch_size(*split_batch(batch)))
         if self.val_num_samples > 0:
-            self._val_reference.append({k: v for k, v in split_batch(batch)[0].items()})
+            self._val_reference.append(split_batch(batch)[0])
         return loss.total
 
-    def on_validation_epoch_end(self) -> None:
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        """Sample with the EMA network and log W2/MMD against the collected reference points."""
         n = self.val_num_samples
         if n <= 0 or not self._val_reference:
             return
         reference = {
-            k: torch.cat([b[k] for b in self._val_reference])[:n] for k in self._val_reference[0]
+            k: torch.cat([b[k] for b in self._val_reference])[:n] for k in self.engine.components
         }
         self._val_reference.clear()
         n = next(iter(reference.values())).shape[0]
         generator = torch.Generator(device=self.device).manual_seed(0)
+        options = {"num_steps": self.val_num_steps, "solver": self.val_solver}
         samples = self.engine.sample(
             self.sampling_network,
             n,
-            num_steps=self.val_num_steps,
-            solver=self.val_solver,
             generator=generator,
             device=self.device,
+            **{k: v for k, v in options.items() if v is not None},
         ).x
         manifolds = self.engine.manifolds
-        reference = {k: reference[k] for k in manifolds}
-        self.log("val/w2", wasserstein(samples, reference, manifolds), prog_bar=True)
-        self.log("val/mmd", mmd(samples, reference, manifolds))
+        if manifolds:
+            self.log(f"{stage}/w2", wasserstein(samples, reference, manifolds), prog_bar=True)
+            self.log(f"{stage}/mmd", mmd(samples, reference, manifolds))
+        for name, comp in self.engine.components.items():
+            if name not in manifolds:  # discrete parts: compare class frequencies
+                classes = comp.output_dim
+                self.log(
+                    f"{stage}/tv_{name}", categorical_tv(samples[name], reference[name], classes)
+                )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step("val", batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._evaluation_step("test", batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):

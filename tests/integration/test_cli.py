@@ -158,3 +158,67 @@ def test_domains_command_lists_the_plugins(capsys):
     out = capsys.readouterr().out
     for name in ("toy", "protein", "crystal", "singlecell", "satellite", "medical"):
         assert name in out
+
+
+def test_test_subcommand_reports_loss_and_w2(trained_checkpoint, tmp_path):
+    import csv
+
+    main(
+        [
+            "test",
+            "--config",
+            str(ROOT / "configs/toy/se3_mixture.yaml"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.init_args.val_num_samples",
+            "64",
+            "--ckpt_path",
+            str(trained_checkpoint),
+        ]
+    )
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    logged = {k for row in rows for k, v in row.items() if v}
+    assert {"test/loss", "test/loss_rot", "test/loss_trans", "test/w2", "test/mmd"} <= logged
+
+
+def test_bayesian_flow_config_trains_and_reloads(tmp_path):
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs/toy/bfn_mixed.yaml"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "4",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.init_args.val_num_samples",
+            "64",
+            "--data.init_args.num_train",
+            "1024",
+        ]
+    )
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    sampler = sciflow.load_sampler(checkpoint)
+    first = sampler.sample(num_samples=16, seed=4)
+    again = sciflow.load_sampler(checkpoint).sample(num_samples=16, seed=4, solver="vanilla")
+    assert first.num_function_evals == 51  # n = 50 updates + the final prediction
+    assert first.samples["label"].dtype == torch.int64 and first.samples["label"].shape == (16,)
+    assert first.samples["angle"].shape == (16, 1) and first.samples["position"].shape == (16, 2)
+    for name in first.samples:
+        assert torch.equal(first.samples[name], again.samples[name])
+    with pytest.raises(ValueError, match="num_steps"):
+        sampler.sample(num_samples=4, num_steps=10)  # the von Mises schedule is tied to n = 50
+    rows = (next(tmp_path.rglob("metrics.csv"))).read_text()
+    assert "val/tv_label" in rows and "val/w2" in rows

@@ -26,6 +26,7 @@ def _learn(distribution, parts, steps=2000, batch_size=256, coupling=None, hidde
         return {k: v for k, v in distribution.sample(batch_size, generator).items() if k in parts}
 
     held_out = draw_n(distribution, parts, NUM_EVAL, seed=123)
+
     def sample():
         generator = torch.Generator().manual_seed(9)
         return engine.sample(network, NUM_EVAL, num_steps=50, generator=generator).x

@@ -132,8 +132,11 @@ def test_bad_batches_and_settings_raise_named_errors():
     engine = Engine({"x": FlowComponent(Euclidean(2))})
     with pytest.raises(ValueError, match="missing part"):
         engine.loss(MeanVelocity(), {"y": torch.zeros(4, 2)})
-    with pytest.raises(ValueError, match=r"batch\['x'\]"):
+    with pytest.raises(ValueError, match=r"batch\['x'\].*\(\.\.\., 2\)"):
         engine.loss(MeanVelocity(), {"x": torch.zeros(4, 3)})
+    rotations = Engine({"rot": FlowComponent(UnitQuaternion())})
+    with pytest.raises(ValueError, match=r"batch\['rot'\]: expected unit quaternions.*norm 2"):
+        rotations.loss(MeanVelocity(), {"rot": torch.tensor([[2.0, 0.0, 0.0, 0.0]])})
     with pytest.raises(ValueError, match="reserved"):
         Engine({"mask": FlowComponent(Euclidean(2))})
     with pytest.raises(ValueError, match="t_max"):
@@ -146,3 +149,42 @@ def test_bad_batches_and_settings_raise_named_errors():
         engine.sample(MeanVelocity(), 4, solver="leapfrog")
     with pytest.raises(TypeError, match="manifold"):
         FlowComponent("R3")
+
+
+class ConditionEcho(torch.nn.Module):
+    """Velocity = the condition where ``cond_mask`` keeps it, 0 (the null condition) elsewhere."""
+
+    def forward(self, x_t, t, context):
+        cond = context["cond"]
+        keep = context.get("cond_mask", torch.ones(t.shape[0], dtype=torch.bool))
+        return {"x": torch.where(keep[:, None], cond, torch.zeros_like(cond))}
+
+
+def test_classifier_free_guidance_combines_conditional_and_null_outputs():
+    engine = Engine({"x": FlowComponent(Euclidean(2))}, cond_drop_prob=0.25)
+    cond = torch.randn(8, 2, dtype=torch.float64)
+    x = {"x": torch.zeros(8, 2, dtype=torch.float64)}
+    t = torch.zeros(8, dtype=torch.float64)
+    guided = engine.network_output(ConditionEcho(), x, t, {"cond": cond}, guidance_scale=2.0)
+    assert torch.allclose(guided["x"], 3.0 * cond)  # (1 + w)·cond − w·0
+    out = engine.sample(
+        ConditionEcho(),
+        8,
+        context={"cond": cond},
+        num_steps=4,
+        dtype=torch.float64,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    start = engine.prior(8, {}, torch.Generator().manual_seed(0), torch.float64)
+    assert torch.allclose(out.x["x"], start["x"] + 3.0 * cond)
+
+
+def test_conditioning_dropout_hides_the_stated_fraction():
+    engine = Engine({"x": FlowComponent(Euclidean(2))}, cond_drop_prob=0.3)
+    context = engine.training_context(
+        {"cond": torch.zeros(20000, 2)}, 20000, torch.Generator().manual_seed(0), "cpu"
+    )
+    assert abs((~context["cond_mask"]).double().mean().item() - 0.3) < 0.015
+    untouched = engine.training_context({}, 10, None, "cpu")
+    assert "cond_mask" not in untouched

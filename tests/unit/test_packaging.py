@@ -1,8 +1,9 @@
 """Packaging: every package folder is installed, and the engine never imports a domain."""
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from sciflow.manifolds.euclidean import Euclidean
+from sciflow.manifolds.quaternion import UnitQuaternion
+from sciflow.manifolds.torus import FlatTorus
 from sciflow.solvers import solve_ode, solve_sde
 
 
@@ -110,3 +112,24 @@ def test_bad_drift_and_grid_raise():
         solve_sde(drift, unit_noise, x0, manifolds, [0.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="diffusion"):
         solve_sde(drift, lambda t, s: {}, x0, manifolds, [0.0, 1.0])
+
+
+def test_paths_stay_on_curved_and_periodic_parts():
+    rot, frac = UnitQuaternion(), FlatTorus(3)
+    generator = torch.Generator().manual_seed(5)
+    x0 = {
+        "rot": rot.random(64, generator=generator, dtype=torch.float64),
+        "frac": frac.random(64, generator=generator, dtype=torch.float64),
+    }
+    solution = solve_sde(
+        lambda t, state: {"rot": torch.ones(64, 3), "frac": torch.full((64, 3), 0.3)},
+        lambda t, state: {"rot": 2.0, "frac": torch.tensor([[0.1, 1.0, 3.0]])},
+        x0,
+        {"rot": rot, "frac": frac},
+        torch.linspace(0, 1, 11),
+        generator,
+        return_trajectory=True,
+    )
+    for state in solution.trajectory:
+        rot.check_point(state["rot"], atol=1e-12)
+        frac.check_point(state["frac"], atol=0.0)

@@ -1,0 +1,1 @@
+"""Bayesian flow networks: Gaussian, discrete and periodic (von Mises) flows as components."""
