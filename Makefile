@@ -40,7 +40,7 @@ $(VENV)/.bench-installed: $(VENV)/.sciflow-installed
 	touch $@
 
 bench: $(VENV)/.bench-installed
-	$(VENV)/bin/sciflow bench benchmarks/engine/cfm_throughput.yaml
+	$(VENV)/bin/sciflow bench benchmarks/engine/cfm_throughput.yaml benchmarks/engine/bfn_steps.yaml
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

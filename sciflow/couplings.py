@@ -17,6 +17,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from sciflow.manifolds.base import Manifold
+from sciflow.manifolds.euclidean import Euclidean
 
 
 def pairwise_sq_cost(
@@ -36,8 +37,11 @@ def pairwise_sq_cost(
                 f"{name}: prior and data points differ in shape beyond the batch: "
                 f"{tuple(a.shape)} vs {tuple(b.shape)}"
             )
-        d = manifold.dist(a.unsqueeze(1), b.unsqueeze(0))  # (B0, B1, ...)
-        cost = d.pow(2).reshape(d.shape[0], d.shape[1], -1).sum(-1)
+        if isinstance(manifold, Euclidean):  # Σ over elements of |a−b|² = |flat(a)−flat(b)|²
+            cost = torch.cdist(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)).pow(2)
+        else:
+            d = manifold.dist(a.unsqueeze(1), b.unsqueeze(0))  # (B0, B1, ...)
+            cost = d.pow(2).reshape(d.shape[0], d.shape[1], -1).sum(-1)
         total = cost if total is None else total + cost
     if total is None:
         raise ValueError("manifolds: at least one part is needed to compute a coupling cost")
@@ -70,7 +74,12 @@ class IndependentCoupling(Coupling):
 
 
 class ExactOTCoupling(Coupling):
-    """Exact minibatch OT by the Hungarian algorithm: a permutation, no point duplicated or lost."""
+    """Exact minibatch OT: a permutation, no point duplicated or lost.
+
+    With equal uniform weights an optimal plan is a permutation matrix. POT's network simplex
+    (``ot.emd``, when installed) finds one about twice as fast as the Hungarian algorithm of
+    scipy, which is the fallback and is also used if the plan returned is not a permutation.
+    """
 
     def permutation(self, x0, x1, manifolds) -> torch.Tensor:
         """Indices ``p`` (B,) such that x0[p[i]] is paired with x1[i], minimising Σ cost."""
@@ -79,13 +88,32 @@ class ExactOTCoupling(Coupling):
             raise ValueError(
                 f"x0, x1: exact OT needs equal batch sizes, got {cost.shape[0]} and {cost.shape[1]}"
             )
-        rows, cols = linear_sum_assignment(cost.detach().cpu().double().numpy())
-        order = np.empty_like(rows)
-        order[cols] = rows
+        matrix = cost.detach().cpu().double().numpy()
+        order = _network_simplex_permutation(matrix)
+        if order is None:
+            rows, cols = linear_sum_assignment(matrix)
+            order = np.empty_like(rows)
+            order[cols] = rows
         return torch.as_tensor(order, device=cost.device)
 
     def __call__(self, x0, x1, manifolds, generator=None):
         return _reorder(x0, self.permutation(x0, x1, manifolds))
+
+
+def _network_simplex_permutation(cost: np.ndarray) -> np.ndarray | None:
+    """The optimal assignment from POT's exact solver, as ``order[j] = i``; None without POT or
+    if its plan is not a permutation matrix."""
+    try:
+        import ot
+    except ImportError:
+        return None
+    n = cost.shape[0]
+    weights = np.full(n, 1.0 / n)
+    plan = ot.emd(weights, weights, cost)
+    order = plan.argmax(axis=0)
+    if not np.allclose(plan[order, np.arange(n)], 1.0 / n) or len(set(order.tolist())) != n:
+        return None
+    return order
 
 
 class SinkhornCoupling(Coupling):

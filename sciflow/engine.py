@@ -306,6 +306,12 @@ class GenerativeEngine(ABC):
         w = guidance_scale
         return {k: (1 + w) * conditional[k] - w * null[k] for k in conditional}
 
+    def check_outputs(self, outputs: Mapping[str, torch.Tensor]) -> None:
+        """Raise ``ValueError`` if the network's output dict lacks a part."""
+        missing = sorted(set(self.components) - set(outputs))
+        if missing:
+            raise ValueError(f"network output: missing part(s) {missing}; got {sorted(outputs)}")
+
     @abstractmethod
     def loss(
         self,
@@ -375,10 +381,9 @@ class Engine(GenerativeEngine):
             for name, comp in self.components.items()
         }
         outputs = network({k: s.x_t for k, s in samples.items()}, t, context)
+        self.check_outputs(outputs)
         terms = {}
         for name, comp in self.components.items():
-            if name not in outputs:
-                raise ValueError(f"network output: missing part {name!r}; got {sorted(outputs)}")
             terms[name] = comp.weight * comp.loss(outputs[name], samples[name], context, n).mean()
         return LossOutput(total=sum(terms.values()), terms=terms)
 

@@ -80,10 +80,9 @@ class BayesianFlowEngine(GenerativeEngine):
                 state[name], times[name], steps[name], self.num_steps, generator=generator
             )
         outputs = network(params, t, context)
+        self.check_outputs(outputs)
         terms = {}
         for name, comp in self.components.items():
-            if name not in outputs:
-                raise ValueError(f"network output: missing part {name!r}; got {sorted(outputs)}")
             per_element = comp.loss(
                 state[name],
                 outputs[name],

@@ -50,7 +50,8 @@ def time_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     try:
-        torch.broadcast_shapes(t.shape, x.shape[:-1])
+        if t.shape != x.shape[:-1]:  # the common case needs no (slow) broadcast check
+            torch.broadcast_shapes(t.shape, x.shape[:-1])
     except RuntimeError as err:
         raise ValueError(
             f"t: shape {tuple(t.shape)} does not broadcast to the points' batch shape "

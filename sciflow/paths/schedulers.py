@@ -49,6 +49,9 @@ class LinearScheduler(Scheduler):
     def __call__(self, t: torch.Tensor) -> SchedulerOutput:
         return SchedulerOutput(t, 1 - t, torch.ones_like(t), -torch.ones_like(t))
 
+    def kappa(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t, torch.ones_like(t)
+
 
 class ExponentialScheduler(Scheduler):
     """κ_t = 1 − e^{−c t} (ReQFlow's rotation schedule at inference): α = κ, σ = 1 − κ.

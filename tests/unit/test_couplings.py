@@ -78,3 +78,18 @@ def test_mismatched_shapes_and_sizes_raise_named_errors():
         ExactOTCoupling()({"x": torch.zeros(4, 2)}, {"x": torch.zeros(5, 2)}, parts)
     with pytest.raises(ValueError, match="reg"):
         SinkhornCoupling(reg=0)
+
+
+def test_network_simplex_and_hungarian_find_the_same_optimal_cost():
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from sciflow.couplings import _network_simplex_permutation
+
+    x0, parts = _batch(128, 6)
+    x1, _ = _batch(128, 7)
+    cost = pairwise_sq_cost(x0, x1, parts).numpy()
+    order = _network_simplex_permutation(cost)
+    assert order is not None and sorted(order.tolist()) == list(range(128))
+    rows, cols = linear_sum_assignment(cost)
+    assert np.isclose(cost[order, np.arange(128)].sum(), cost[rows, cols].sum(), rtol=1e-12)
