@@ -17,6 +17,7 @@ def _lightning_cli(args: list[str]) -> None:
     from jsonargparse import namespace_to_dict
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     from sciflow.training.checkpoint_io import AtomicCheckpointIO
     from sciflow.training.task import GenerativeTask
@@ -31,9 +32,8 @@ def _lightning_cli(args: list[str]) -> None:
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
-            connector = trainer.strategy
-            if type(connector.checkpoint_io).__name__ == "TorchCheckpointIO":
-                connector.checkpoint_io = AtomicCheckpointIO()
+            if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not user-chosen
+                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             return trainer
 
     SciflowCLI(

@@ -38,7 +38,10 @@ def pairwise_sq_cost(
                 f"{tuple(a.shape)} vs {tuple(b.shape)}"
             )
         if isinstance(manifold, Euclidean):  # Σ over elements of |a−b|² = |flat(a)−flat(b)|²
-            cost = torch.cdist(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)).pow(2)
+            flat_a, flat_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+            # exact differences, not the matmul expansion (which cancels near zero distance)
+            mode = "donot_use_mm_for_euclid_dist"
+            cost = torch.cdist(flat_a, flat_b, compute_mode=mode).pow(2)
         else:
             d = manifold.dist(a.unsqueeze(1), b.unsqueeze(0))  # (B0, B1, ...)
             cost = d.pow(2).reshape(d.shape[0], d.shape[1], -1).sum(-1)

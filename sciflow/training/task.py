@@ -32,7 +32,8 @@ class GenerativeTask(L.LightningModule):
             samples with the EMA network and log W2 and MMD against as many held-out points
             (dense engines only).
         val_num_steps, val_solver: sampler settings for that sampling (``None``: the engine's
-            default — Euler for flow matching, the training n and "vanilla" for Bayesian flows).
+            default — 50 Euler steps for flow matching, the training n and "vanilla" for
+            Bayesian flows).
     """
 
     domain = "toy"
@@ -47,10 +48,17 @@ class GenerativeTask(L.LightningModule):
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         ema_decay: float = 0.999,
         val_num_samples: int = 0,
-        val_num_steps: int | None = 50,
+        val_num_steps: int | None = None,
         val_solver: str | None = None,
     ):
         super().__init__()
+        if val_num_samples > 0 and any(
+            comp.layout != "dense" for comp in engine.components.values()
+        ):
+            raise ValueError(
+                "val_num_samples: sampling metrics in validation need dense parts (one event per "
+                "sample); set val_num_samples: 0 for padded or indexed parts"
+            )
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay!r}")
         if lr_schedule not in ("constant", "cosine"):

@@ -22,6 +22,36 @@ def test_every_config_parses(config, capsys):
     assert printed["model"]["class_path"].endswith("GenerativeTask")
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_config_trains_a_short_epoch_with_validation_sampling(config, tmp_path):
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.init_args.val_num_samples",
+            "64",
+            "--data.init_args.num_train",
+            "512",
+        ]
+    )
+    metrics = next(tmp_path.rglob("metrics.csv")).read_text()
+    assert "val/loss" in metrics and ("val/w2" in metrics or "val/tv_" in metrics)
+    assert list(tmp_path.rglob("*.ckpt")), "a checkpoint is written"
+
+
 def test_malformed_config_names_the_bad_key(tmp_path, capsys):
     config = yaml.safe_load((ROOT / "configs/toy/se3_mixture.yaml").read_text())
     config["model"]["init_args"]["lr_schedule"] = "triangular"

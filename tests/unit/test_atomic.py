@@ -28,3 +28,15 @@ def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):
 def test_bad_mode_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="mode"), atomic_write(tmp_path / "x", "a"):
         pass
+
+
+def test_checkpoint_io_round_trips_and_leaves_no_temporary(tmp_path):
+    import torch
+
+    from sciflow.training.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.arange(3)}}, tmp_path / "last.ckpt")
+    loaded = io.load_checkpoint(tmp_path / "last.ckpt")
+    assert torch.equal(loaded["state_dict"]["w"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
