@@ -72,12 +72,15 @@ def _bench(ns: argparse.Namespace) -> None:
 
 
 def _data(ns: argparse.Namespace) -> None:
-    from sciflow.data import fetch, format_dataset_table
+    from sciflow.data import fetch, format_dataset_table, list_datasets
     from sciflow.registry import domain_info
 
     domain_info()  # importing plugins lets domains register their datasets
     if ns.data_command == "list":
-        print(format_dataset_table(ns.root))
+        if list_datasets():
+            print(format_dataset_table(ns.root))
+        else:
+            print("no datasets are registered yet: each domain registers its own as it lands")
     else:
         for name in ns.names:
             print(f"{name}: {fetch(name, root=ns.root, force=ns.force)}")
