@@ -11,6 +11,21 @@ from sciflow.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+SHORT_RUN = {
+    "trainer.max_epochs": "1",
+    "trainer.limit_train_batches": "4",
+    "trainer.limit_val_batches": "1",
+    "trainer.enable_progress_bar": "false",
+    "data.init_args.num_train": "1024",
+}
+
+
+def run_cli(command: str, config, options: dict) -> None:
+    """``sciflow COMMAND --config CONFIG --key value ...`` in-process."""
+    args = [command, "--config", str(config)]
+    for key, value in options.items():
+        args += [f"--{key}", str(value)]
+    main(args)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -24,28 +39,15 @@ def test_every_config_parses(config, capsys):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_config_trains_a_short_epoch_with_validation_sampling(config, tmp_path):
-    main(
-        [
-            "fit",
-            "--config",
-            str(config),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.check_val_every_n_epoch",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.init_args.val_num_samples",
-            "64",
-            "--data.init_args.num_train",
-            "512",
-        ]
+    run_cli(
+        "fit",
+        str(config),
+        {
+            **SHORT_RUN,
+            "trainer.default_root_dir": str(tmp_path),
+            "trainer.check_val_every_n_epoch": "1",
+            "model.init_args.val_num_samples": "64",
+        },
     )
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()
     assert "val/loss" in metrics and ("val/w2" in metrics or "val/tv_" in metrics)
@@ -66,26 +68,14 @@ def test_malformed_config_names_the_bad_key(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    main(
-        [
-            "fit",
-            "--config",
-            str(ROOT / "configs/toy/se3_mixture.yaml"),
-            "--trainer.default_root_dir",
-            str(run),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "4",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.init_args.val_num_samples",
-            "64",
-            "--data.init_args.num_train",
-            "1024",
-        ]
+    run_cli(
+        "fit",
+        str(ROOT / "configs/toy/se3_mixture.yaml"),
+        {
+            **SHORT_RUN,
+            "trainer.default_root_dir": str(run),
+            "model.init_args.val_num_samples": "64",
+        },
     )
     checkpoints = list(run.rglob("last.ckpt"))
     assert len(checkpoints) == 1
@@ -94,16 +84,10 @@ def trained_checkpoint(tmp_path_factory):
 
 
 def test_fast_dev_run_of_the_smoke_config(tmp_path):
-    main(
-        [
-            "fit",
-            "--config",
-            str(ROOT / "configs/toy/smoke.yaml"),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--trainer.fast_dev_run",
-            "1",
-        ]
+    run_cli(
+        "fit",
+        str(ROOT / "configs/toy/smoke.yaml"),
+        {"trainer.default_root_dir": str(tmp_path), "trainer.fast_dev_run": "1"},
     )
 
 
@@ -158,26 +142,15 @@ def test_unknown_solver_is_a_clear_error(trained_checkpoint):
 def test_training_resumes_from_last_checkpoint(trained_checkpoint, tmp_path):
     state = torch.load(trained_checkpoint, weights_only=False)
     assert state["global_step"] == 4 and state["sciflow"]["domain"] == "toy"
-    main(
-        [
-            "fit",
-            "--config",
-            str(ROOT / "configs/toy/se3_mixture.yaml"),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--trainer.max_epochs",
-            "2",
-            "--trainer.limit_train_batches",
-            "4",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--data.init_args.num_train",
-            "1024",
-            "--ckpt_path",
-            str(trained_checkpoint),
-        ]
+    run_cli(
+        "fit",
+        str(ROOT / "configs/toy/se3_mixture.yaml"),
+        {
+            **SHORT_RUN,
+            "trainer.default_root_dir": str(tmp_path),
+            "trainer.max_epochs": "2",
+            "ckpt_path": str(trained_checkpoint),
+        },
     )
     resumed = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=False)
     assert resumed["global_step"] == 2 * state["global_step"]
@@ -193,22 +166,16 @@ def test_domains_command_lists_the_plugins(capsys):
 def test_test_subcommand_reports_loss_and_w2(trained_checkpoint, tmp_path):
     import csv
 
-    main(
-        [
-            "test",
-            "--config",
-            str(ROOT / "configs/toy/se3_mixture.yaml"),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--trainer.limit_test_batches",
-            "2",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.init_args.val_num_samples",
-            "64",
-            "--ckpt_path",
-            str(trained_checkpoint),
-        ]
+    run_cli(
+        "test",
+        str(ROOT / "configs/toy/se3_mixture.yaml"),
+        {
+            "trainer.default_root_dir": str(tmp_path),
+            "trainer.limit_test_batches": "2",
+            "trainer.enable_progress_bar": "false",
+            "model.init_args.val_num_samples": "64",
+            "ckpt_path": str(trained_checkpoint),
+        },
     )
     rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
     logged = {k for row in rows for k, v in row.items() if v}
@@ -216,28 +183,15 @@ def test_test_subcommand_reports_loss_and_w2(trained_checkpoint, tmp_path):
 
 
 def test_bayesian_flow_config_trains_and_reloads(tmp_path):
-    main(
-        [
-            "fit",
-            "--config",
-            str(ROOT / "configs/toy/bfn_mixed.yaml"),
-            "--trainer.default_root_dir",
-            str(tmp_path),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "4",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.check_val_every_n_epoch",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--model.init_args.val_num_samples",
-            "64",
-            "--data.init_args.num_train",
-            "1024",
-        ]
+    run_cli(
+        "fit",
+        str(ROOT / "configs/toy/bfn_mixed.yaml"),
+        {
+            **SHORT_RUN,
+            "trainer.default_root_dir": str(tmp_path),
+            "trainer.check_val_every_n_epoch": "1",
+            "model.init_args.val_num_samples": "64",
+        },
     )
     checkpoint = next(tmp_path.rglob("last.ckpt"))
     sampler = sciflow.load_sampler(checkpoint)
