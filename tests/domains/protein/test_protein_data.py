@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import torch
 from sciflow_domains.protein.data import (
     BackboneFrames,
     collate_padded,
-    default_npz_path,
     filter_backbones,
     load_backbones_npz,
 )
@@ -24,15 +22,8 @@ def _toy(length: int, breaks=(), coil=None, name="t") -> Backbone:
     return Backbone(name, x, np.arange(length), "G" * length, np.array(breaks, int), coil)
 
 
-def _real_npz() -> Path:
-    path = default_npz_path()
-    if not path.is_file():
-        pytest.skip(f"real protein data not found at {path} (set SCIFLOW_DATA_DIR)")
-    return path
-
-
-def test_load_real_npz_and_filter(caplog):
-    chains = load_backbones_npz(_real_npz())
+def test_load_real_npz_and_filter(caplog, real_npz):
+    chains = load_backbones_npz(real_npz)
     assert len(chains) == 749 and chains[0].name == "1A2K_l_u_B"
     assert sum(len(bb.breaks) == 0 for bb in chains) == 472  # README: 472 break-free chains
     with caplog.at_level(logging.INFO):

@@ -15,7 +15,6 @@ from sciflow_domains.protein.frames import (
     frames_from_backbone,
 )
 
-from sciflow.data import data_dir
 from sciflow.geometry.quaternion import multiply, rotate, to_matrix
 
 # Measured on all 749 bundled chains (159,907 residues): N/CA/C RMSD 0.046 Å overall, worst
@@ -32,10 +31,7 @@ def _random_frames(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return q, 20.0 * torch.randn(n, 3, generator=g, dtype=torch.float64)
 
 
-def _real_coords() -> tuple[torch.Tensor, np.ndarray]:
-    path = data_dir() / "protein" / "backbones.npz"
-    if not path.is_file():
-        pytest.skip(f"real protein data not found at {path} (set SCIFLOW_DATA_DIR)")
+def _real_coords(path) -> tuple[torch.Tensor, np.ndarray]:
     with np.load(path) as npz:
         return torch.from_numpy(npz["coords"]).double(), npz["chain_offsets"]
 
@@ -90,8 +86,8 @@ def test_oxygen_from_next_n_is_in_the_peptide_plane_and_respects_mask():
     torch.testing.assert_close(xm[0], x[0])
 
 
-def test_frames_are_proper_rotations_and_unit_quaternions():
-    coords, _ = _real_coords()
+def test_frames_are_proper_rotations_and_unit_quaternions(real_npz):
+    coords, _ = _real_coords(real_npz)
     x = coords[:5000]
     q, t = frames_from_backbone(x[:, 0], x[:, 1], x[:, 2])
     torch.testing.assert_close(q.norm(dim=-1), torch.ones(len(q), dtype=q.dtype))
@@ -107,8 +103,8 @@ def test_frames_are_proper_rotations_and_unit_quaternions():
     assert n_local[:, 2].abs().max() < 1e-9 and (n_local[:, 1] > 0).all()
 
 
-def test_atoms_frames_atoms_on_real_chains_ideal_geometry_error():
-    coords, offsets = _real_coords()
+def test_atoms_frames_atoms_on_real_chains_ideal_geometry_error(real_npz):
+    coords, offsets = _real_coords(real_npz)
     q, t = frames_from_backbone(coords[:, 0], coords[:, 1], coords[:, 2])
     ideal = backbone_from_frames(q, t)
     sq = ((ideal - coords)[:, :3] ** 2).sum(-1)  # (R, 3) N, CA, C
@@ -127,8 +123,8 @@ def test_atoms_frames_atoms_on_real_chains_ideal_geometry_error():
     assert (frame_atoms - ideal).norm(dim=-1).max() < 1e-3
 
 
-def test_rigid_motion_of_atoms_moves_frames():
-    coords, _ = _real_coords()
+def test_rigid_motion_of_atoms_moves_frames(real_npz):
+    coords, _ = _real_coords(real_npz)
     x = coords[:300]
     g, shift = _random_frames(1, seed=4)
     moved = rotate(g, x) + shift
