@@ -143,6 +143,9 @@ class FlowComponent(Component):
             fixed-size set).
         remove_mean: subtract the per-sample mean of target and predicted velocities (removes the
             translation mode on periodic sets, as for crystal coordinates).
+        sampling_scheduler: with x1 prediction, the schedule that turns predicted endpoints into
+            velocities while sampling (training keeps ``scheduler``); ReQFlow samples rotations
+            with ``ExponentialScheduler(rate=10)``.
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class FlowComponent(Component):
         layout: Layout = "dense",
         event_shape: tuple[int, ...] = (),
         remove_mean: bool = False,
+        sampling_scheduler: Scheduler | None = None,
     ):
         if not isinstance(manifold, Manifold):
             raise TypeError(f"manifold: expected a sciflow Manifold, got {type(manifold).__name__}")
@@ -166,12 +170,17 @@ class FlowComponent(Component):
             raise ValueError(f"path: expected 'geodesic' or 'affine', got {path!r}")
         if prediction not in ("velocity", "x1"):
             raise ValueError(f"prediction: expected 'velocity' or 'x1', got {prediction!r}")
-        if layout not in ("dense", "padded", "indexed"):
-            raise ValueError(f"layout: expected 'dense', 'padded' or 'indexed', got {layout!r}")
-        if layout != "dense" and event_shape:
+        if sampling_scheduler is not None and prediction != "x1":
             raise ValueError(
-                f"event_shape: only dense parts take one, got {event_shape} ({layout})"
+                "sampling_scheduler: a schedule for sampling alone needs prediction='x1' (the "
+                "velocity is rebuilt from the predicted endpoint under that schedule)"
             )
+        self._check_layout(layout, tuple(event_shape))
+        #: The path used to turn predicted endpoints into velocities while sampling (ReQFlow
+        #: trains rotations on the linear path but samples them with κ_t = 1 − e^{−ct}).
+        self.sampling_path = (
+            GeodesicPath(manifold, sampling_scheduler) if sampling_scheduler else self.path
+        )
         self.manifold = manifold
         self.prediction = prediction
         self.weight = float(weight)
@@ -194,10 +203,20 @@ class FlowComponent(Component):
         return remove_mean(v, mask=context.get("mask") if self.layout == "padded" else None)
 
     # -- training and sampling ----------------------------------------------------------------
-    def velocity(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, context, n: int):
-        """Turn a network output into a tangent velocity at x_t (element-shaped ``t``)."""
+    def velocity(
+        self,
+        output: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        context,
+        n: int,
+        sampling: bool = False,
+    ):
+        """Turn a network output into a tangent velocity at x_t (element-shaped ``t``); while
+        ``sampling``, x1 predictions follow ``sampling_scheduler`` when one was given."""
         if self.prediction == "x1":
-            v = self.path.velocity_from_x1(x_t, self.manifold.projx(output), t)
+            path = self.sampling_path if sampling else self.path
+            v = path.velocity_from_x1(x_t, self.manifold.projx(output), t)
         else:
             v = self.manifold.proju(x_t, output)
         return self._centre(v, context, n)
@@ -398,7 +417,12 @@ class Engine(GenerativeEngine):
             out = self.network_output(network, x, t_batch, context, guidance_scale)
             return {
                 name: comp.velocity(
-                    out[name], x[name], comp.element_time(t_batch, x[name], context), context, n
+                    out[name],
+                    x[name],
+                    comp.element_time(t_batch, x[name], context),
+                    context,
+                    n,
+                    sampling=True,
                 )
                 for name, comp in self.components.items()
             }

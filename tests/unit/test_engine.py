@@ -7,6 +7,7 @@ from sciflow.couplings import ExactOTCoupling
 from sciflow.engine import Engine, FlowComponent, LossOutput
 from sciflow.geometry import quaternion
 from sciflow.manifolds import Euclidean, FlatTorus, UnitQuaternion
+from sciflow.paths.schedulers import ExponentialScheduler
 
 
 class Oracle(torch.nn.Module):
@@ -188,3 +189,37 @@ def test_conditioning_dropout_hides_the_stated_fraction():
     assert abs((~context["cond_mask"]).double().mean().item() - 0.3) < 0.015
     untouched = engine.training_context({}, 10, None, "cpu")
     assert "cond_mask" not in untouched
+
+
+def test_sampling_scheduler_changes_only_how_predicted_endpoints_are_approached():
+    target = {"x": torch.tensor([3.0, -1.0], dtype=torch.float64)}
+    rate, steps = 2.0, 10
+    exponential = Engine(
+        {
+            "x": FlowComponent(
+                Euclidean(2), prediction="x1", sampling_scheduler=ExponentialScheduler(rate=rate)
+            )
+        }
+    )
+    linear = Engine({"x": FlowComponent(Euclidean(2), prediction="x1")})
+    start = exponential.prior(4, {}, torch.Generator().manual_seed(0), torch.float64)["x"]
+    # Euler with velocity c·(x̂1 − x) closes a fraction c·h of the gap per step: (1 − c/n)^n left.
+    out = exponential.sample(
+        Oracle(target),
+        4,
+        num_steps=steps,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+    ).x["x"]
+    remaining = (out - target["x"]).norm(dim=-1) / (start - target["x"]).norm(dim=-1)
+    assert torch.allclose(remaining, torch.full_like(remaining, (1 - rate / steps) ** steps))
+    exact = linear.sample(Oracle(target), 4, num_steps=steps, dtype=torch.float64).x["x"]
+    assert torch.allclose(exact, target["x"].expand(4, 2))
+    # training is unchanged: both engines give the same loss for the same draws
+    batch = {"x": target["x"].expand(8, 2).clone()}
+    assert torch.equal(
+        exponential.loss(Oracle(target), batch, torch.Generator().manual_seed(1)).total,
+        linear.loss(Oracle(target), batch, torch.Generator().manual_seed(1)).total,
+    )
+    with pytest.raises(ValueError, match="sampling_scheduler"):
+        FlowComponent(Euclidean(2), sampling_scheduler=ExponentialScheduler())
