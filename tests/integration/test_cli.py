@@ -39,6 +39,12 @@ def test_every_config_parses(config, capsys):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_config_trains_a_short_epoch_with_validation_sampling(config, tmp_path):
+    engine = yaml.safe_load(config.read_text())["model"]["init_args"]["engine"]
+    parts = engine.get("init_args", {}).get("components", {}).values()
+    if any(part.get("init_args", {}).get("layout") == "padded" for part in parts):
+        pytest.skip(
+            "padded parts: validation sampling metrics need dense parts (val_num_samples 0)"
+        )
     run_cli(
         "fit",
         str(config),
