@@ -73,13 +73,15 @@ class Component(ABC):
     event_shape: tuple[int, ...] = ()
     weight: float = 1.0
 
-    def _check_layout(self, layout: str, event_shape: tuple[int, ...]) -> None:
+    def _set_placement(self, weight: float, layout: str, event_shape: tuple[int, ...]) -> None:
+        """Validate and store the loss weight, the layout and the dense event shape."""
         if layout not in ("dense", "padded", "indexed"):
             raise ValueError(f"layout: expected 'dense', 'padded' or 'indexed', got {layout!r}")
         if layout != "dense" and event_shape:
-            raise ValueError(
-                f"event_shape: only dense parts take one, got {event_shape} ({layout})"
-            )
+            raise ValueError(f"event_shape: only dense parts take one, got {event_shape}")
+        self.weight = float(weight)
+        self.layout = layout
+        self.event_shape = tuple(event_shape)
 
     def element_time(self, t: torch.Tensor, x: torch.Tensor, context: Mapping) -> torch.Tensor:
         """Per-sample times (B,) expanded to the part's element shape ``x.shape[:-1]``."""
@@ -175,7 +177,7 @@ class FlowComponent(Component):
                 "sampling_scheduler: a schedule for sampling alone needs prediction='x1' (the "
                 "velocity is rebuilt from the predicted endpoint under that schedule)"
             )
-        self._check_layout(layout, tuple(event_shape))
+        self._set_placement(weight, layout, tuple(event_shape))
         #: The path used to turn predicted endpoints into velocities while sampling (ReQFlow
         #: trains rotations on the linear path but samples them with κ_t = 1 − e^{−ct}).
         self.sampling_path = (
@@ -183,9 +185,6 @@ class FlowComponent(Component):
         )
         self.manifold = manifold
         self.prediction = prediction
-        self.weight = float(weight)
-        self.layout = layout
-        self.event_shape = tuple(event_shape)
         self.remove_mean = remove_mean
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

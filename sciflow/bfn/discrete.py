@@ -83,12 +83,9 @@ class DiscreteBFN(BayesianFlow):
             raise ValueError(f"num_mc: expected a positive int, got {num_mc!r}")
         if final not in ("argmax", "sample"):
             raise ValueError(f"final: expected 'argmax' or 'sample', got {final!r}")
-        self._check_layout(layout, tuple(event_shape))
+        self._set_placement(weight, layout, tuple(event_shape))
         self.num_classes = self.param_dim = num_classes
         self.beta1 = float(beta1)
-        self.weight = float(weight)
-        self.layout = layout
-        self.event_shape = tuple(event_shape)
         self.num_mc = num_mc
         self.final = final
 

@@ -84,14 +84,11 @@ class GaussianBFN(BayesianFlow):
             check_real(x_clip, "x_clip")
             if not x_clip > 0:
                 raise ValueError(f"x_clip: expected a positive float or None, got {x_clip!r}")
-        self._check_layout(layout, tuple(event_shape))
+        self._set_placement(weight, layout, tuple(event_shape))
         self.dim = self.param_dim = dim
         self.sigma1 = float(sigma1)
         self.log_sigma1 = math.log(sigma1)
         self.prediction = prediction
-        self.weight = float(weight)
-        self.layout = layout
-        self.event_shape = tuple(event_shape)
         self.t_min = float(t_min)
         self.x_clip = None if x_clip is None else float(x_clip)
 

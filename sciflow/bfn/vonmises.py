@@ -89,14 +89,11 @@ class VonMisesBFN(BayesianFlow):
             raise ValueError(f"loss_type: expected 'kl' or 'mse', got {loss_type!r}")
         if schedule not in METHODS:
             raise ValueError(f"schedule: expected one of {METHODS}, got {schedule!r}")
-        self._check_layout(layout, tuple(event_shape))
+        self._set_placement(weight, layout, tuple(event_shape))
         self.dim = dim
         self.param_dim = 2 * dim
         self.period = float(period)
         self.beta1 = float(beta1)
-        self.weight = float(weight)
-        self.layout = layout
-        self.event_shape = tuple(event_shape)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.loss_type = loss_type
         self.schedule = schedule
