@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from sciflow.atomic import atomic_write
+from sciflow.engine import Engine
 from sciflow.registry import get_domain, list_domains, require_available
 from sciflow.training.task import CHECKPOINT_KEY, GenerativeTask
 
@@ -24,6 +26,9 @@ class SampleResult:
     samples: part name → (num_samples, ..., point_dim) tensor on CPU.
     trajectory: the states at every solver time when asked for, else None.
     times: (num_steps+1,) the solver's time grid; num_function_evals: network calls made.
+    noise: the prior draws the samples started from (flow matching), shaped like ``samples``;
+    the (noise, sample) pairs are what rectified flow trains on.
+    context: the context the samples were drawn with (e.g. ``mask`` (B, N) for padded parts).
     """
 
     samples: dict[str, torch.Tensor]
@@ -31,6 +36,8 @@ class SampleResult:
     num_function_evals: int
     trajectory: list[dict[str, torch.Tensor]] | None = None
     metadata: dict = field(default_factory=dict)
+    noise: dict[str, torch.Tensor] | None = None
+    context: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         return {name: value.numpy() for name, value in self.samples.items()}
@@ -40,6 +47,10 @@ class SampleResult:
         with atomic_write(path, "wb") as handle:
             np.savez(handle, **self.to_numpy())
         return Path(path)
+
+    def write(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Write the samples into ``out_dir`` (``samples.npz``; domains add their formats)."""
+        return [self.save(Path(out_dir) / "samples.npz")]
 
 
 class Sampler:
@@ -78,7 +89,30 @@ class Sampler:
         else:
             generator.manual_seed(int(seed))
         context = {} if condition is None else {"cond": condition}
+        return self._draw(
+            num_samples, context, generator, num_steps, solver, return_trajectory, progress,
+            guidance_scale, seed,
+        )  # fmt: skip
+
+    def _draw(
+        self,
+        num_samples: int,
+        context: dict,
+        generator: torch.Generator,
+        num_steps: int | None,
+        solver: str | None,
+        return_trajectory: bool,
+        progress: bool,
+        guidance_scale: float | None,
+        seed: int | None,
+    ) -> SampleResult:
+        """Run the engine's sampler on ``context``; keep the noise of flow-matching draws."""
         options = {"num_steps": num_steps, "solver": solver, "guidance_scale": guidance_scale}
+        noise = None
+        if isinstance(self.engine, Engine):
+            context = {**context, "num_samples": num_samples}
+            noise = self.engine.prior(num_samples, context, generator, device=self.device)
+            options["x0"] = noise
         solution = self.engine.sample(
             self.network,
             num_samples,
@@ -104,7 +138,17 @@ class Sampler:
                 "num_steps": num_steps,
                 "seed": seed,
             },
+            noise=None if noise is None else {k: v.cpu() for k, v in noise.items()},
+            context={k: v.cpu() for k, v in context.items() if isinstance(v, torch.Tensor)},
         )
+
+    def reflow_requests(self, num_pairs: int, batch_size: int, seed: int) -> list[dict]:
+        """Keyword arguments of the `sample` calls that draw ``num_pairs`` rectified-flow pairs
+        in batches of at most ``batch_size`` (domains override this to vary sizes)."""
+        sizes = [batch_size] * (num_pairs // batch_size)
+        if num_pairs % batch_size:
+            sizes.append(num_pairs % batch_size)
+        return [{"num_samples": size, "seed": seed + i} for i, size in enumerate(sizes)]
 
 
 def instantiate_model_config(model_config: Mapping) -> GenerativeTask:
@@ -140,4 +184,8 @@ def load_sampler(
     task = instantiate_model_config(meta["model_config"])
     task.load_state_dict(state["state_dict"])
     task.model_config = meta["model_config"]
-    return Sampler(task.to(map_location), use_ema=use_ema)
+    sampler_class = Sampler
+    if plugin.sampler is not None:
+        module, _, name = plugin.sampler.partition(":")
+        sampler_class = getattr(importlib.import_module(module), name)
+    return sampler_class(task.to(map_location), use_ema=use_ema)

@@ -1,7 +1,7 @@
 """The ``sciflow`` console script.
 
 ``fit``, ``validate`` and ``test`` are LightningCLI subcommands driven by YAML configs; ``sample``,
-``bench``, ``data`` and ``domains`` are sciflow's own.
+``reflow``, ``bench``, ``data`` and ``domains`` are sciflow's own.
 """
 
 from __future__ import annotations
@@ -51,16 +51,42 @@ def _sample(ns: argparse.Namespace) -> None:
     from sciflow.api import load_sampler
 
     sampler = load_sampler(ns.checkpoint, map_location=ns.device, use_ema=not ns.no_ema)
+    size = {"num_samples": ns.num_samples}
+    if ns.lengths:
+        size = {"lengths": [int(n) for n in ns.lengths.split(",")]}
     result = sampler.sample(
-        num_samples=ns.num_samples,
+        **size,
         num_steps=ns.steps,
         solver=ns.solver,
         seed=ns.seed,
         progress=True,
     )
-    out = Path(ns.out)
-    saved = result.save(out / "samples.npz")
-    print(f"wrote {ns.num_samples} samples ({', '.join(result.samples)}) to {saved}")
+    written = result.write(Path(ns.out))
+    print(f"wrote samples ({', '.join(result.samples)}) to {', '.join(map(str, written))}")
+
+
+def _import_object(spec: str):
+    """The object named by ``"module:attribute"``."""
+    import importlib
+
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"expected 'module:attribute', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def _reflow(ns: argparse.Namespace) -> None:
+    from sciflow.api import load_sampler
+    from sciflow.reflow import generate_pairs
+
+    sampler = load_sampler(ns.checkpoint, map_location=ns.device)
+    requests = sampler.reflow_requests(ns.num_pairs, ns.batch_size, ns.seed)
+    for request in requests:
+        request["num_steps"] = ns.steps
+    score = _import_object(ns.score) if ns.score else None
+    pairs = generate_pairs(sampler, requests, score=score, keep_fraction=ns.keep_fraction)
+    path = pairs.save(ns.out)
+    print(f"kept {pairs.meta['kept']} of {pairs.meta['generated']} pairs; wrote {path}")
 
 
 def _bench(ns: argparse.Namespace) -> None:
@@ -115,11 +141,34 @@ def _parser() -> argparse.ArgumentParser:
         help="flow matching: euler (default), midpoint, heun, rk4, dopri5; "
         "Bayesian flows: vanilla (default), end_back",
     )
+    sample.add_argument(
+        "--lengths", default=None, help="protein: comma-separated chain lengths, one sample each"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu")
     sample.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
     sample.add_argument("--out", default="samples")
     sample.set_defaults(handler=_sample)
+
+    reflow = sub.add_parser(
+        "reflow",
+        help="draw (noise, sample) pairs from a trained flow for rectified-flow fine-tuning",
+        description="Draw pairs with the checkpoint's sampler, rank them by --score, keep the "
+        "best --keep-fraction and write them to --out; then fine-tune with a config whose "
+        "model sets init_from: CHECKPOINT and whose data is sciflow.reflow.ReflowDataModule.",
+    )
+    reflow.add_argument("--checkpoint", required=True, help="a checkpoint written by sciflow fit")
+    reflow.add_argument("--out", required=True, help="the .npz file of pairs to write")
+    reflow.add_argument("--num-pairs", type=int, default=1000)
+    reflow.add_argument("--batch-size", type=int, default=32)
+    reflow.add_argument("--steps", type=int, default=50, help="solver steps per sample")
+    reflow.add_argument("--seed", type=int, default=0)
+    reflow.add_argument(
+        "--score", default=None, help="module:function scoring a batch's result, higher is better"
+    )
+    reflow.add_argument("--keep-fraction", type=float, default=1.0)
+    reflow.add_argument("--device", default="cpu")
+    reflow.set_defaults(handler=_reflow)
 
     bench = sub.add_parser("bench", help="run benchmark specs; write JSON + Markdown + plots")
     bench.add_argument("specs", nargs="+", help="benchmark spec YAML files")

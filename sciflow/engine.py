@@ -12,6 +12,11 @@ conditioning. Each component declares its ``layout``:
 A network is any module called as ``network(x_t, t, context) -> dict`` with ``x_t`` the noisy
 state, ``t`` (B,) the times and ``context`` the batch's non-state entries; it returns, per
 component, a velocity (tangent representation) or a predicted endpoint (point representation).
+
+Two more context entries serve training tricks: ``x0``, a dict of stored prior points paired with
+the batch's data (rectified flow: the engine uses them instead of fresh prior draws), and
+``self_cond``, a dict of the network's own earlier endpoint predictions (self-conditioning: the
+network reads them when present and treats their absence as zeros).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Literal
 
 import torch
 
+from sciflow.auxiliary import AuxiliaryLoss
 from sciflow.couplings import Coupling, IndependentCoupling
 from sciflow.geometry.torus import remove_mean
 from sciflow.manifolds.base import Manifold
@@ -32,7 +38,7 @@ from sciflow.paths.path import ProbPath
 from sciflow.paths.schedulers import Scheduler
 from sciflow.solvers.ode import ODESolution, solve_ode
 
-CONTEXT_KEYS = ("mask", "index", "num_samples", "cond", "cond_mask")
+CONTEXT_KEYS = ("mask", "index", "num_samples", "cond", "cond_mask", "x0", "self_cond")
 Layout = Literal["dense", "padded", "indexed"]
 
 
@@ -148,6 +154,10 @@ class FlowComponent(Component):
         sampling_scheduler: with x1 prediction, the schedule that turns predicted endpoints into
             velocities while sampling (training keeps ``scheduler``); ReQFlow samples rotations
             with ``ExponentialScheduler(rate=10)``.
+        loss_time_clip: with x1 prediction on the linear schedule, the velocity error equals the
+            endpoint error divided by 1 − t; from ``t > loss_time_clip`` on, divide by
+            1 − loss_time_clip instead, so the weight stops growing near the data (ReQFlow: 0.9).
+        max_loss: clamp each sample's loss at this value (ReQFlow clamps the translation loss).
     """
 
     def __init__(
@@ -161,6 +171,8 @@ class FlowComponent(Component):
         event_shape: tuple[int, ...] = (),
         remove_mean: bool = False,
         sampling_scheduler: Scheduler | None = None,
+        loss_time_clip: float | None = None,
+        max_loss: float | None = None,
     ):
         if not isinstance(manifold, Manifold):
             raise TypeError(f"manifold: expected a sciflow Manifold, got {type(manifold).__name__}")
@@ -177,6 +189,14 @@ class FlowComponent(Component):
                 "sampling_scheduler: a schedule for sampling alone needs prediction='x1' (the "
                 "velocity is rebuilt from the predicted endpoint under that schedule)"
             )
+        if loss_time_clip is not None and (prediction != "x1" or not 0 < loss_time_clip < 1):
+            raise ValueError(
+                "loss_time_clip: expected a float in (0, 1) with prediction='x1', got "
+                f"{loss_time_clip!r} with prediction={prediction!r}"
+            )
+        if max_loss is not None and not max_loss > 0:
+            raise ValueError(f"max_loss: expected a positive float, got {max_loss!r}")
+        self.loss_time_clip, self.max_loss = loss_time_clip, max_loss
         self._set_placement(weight, layout, tuple(event_shape))
         #: The path used to turn predicted endpoints into velocities while sampling (ReQFlow
         #: trains rotations on the linear path but samples them with κ_t = 1 − e^{−ct}).
@@ -224,7 +244,11 @@ class FlowComponent(Component):
         v = self.velocity(output, path_sample.x_t, path_sample.t, context, num_samples)
         target = self._centre(path_sample.dx_t, context, num_samples)
         err = (v - target).pow(2).sum(-1)
-        return self.per_sample_mean(err, context, num_samples)
+        if self.loss_time_clip is not None:
+            t = path_sample.t
+            err = err * ((1 - t) / (1 - t.clamp(max=self.loss_time_clip))).pow(2)
+        loss = self.per_sample_mean(err, context, num_samples)
+        return loss if self.max_loss is None else loss.clamp(max=self.max_loss)
 
     def __repr__(self) -> str:
         return (
@@ -357,6 +381,14 @@ class Engine(GenerativeEngine):
         t_max: largest training time; x1-prediction losses divide by 1−κ_t, so ReQFlow-style
             training uses t ≤ 1 − 0.01.
         cond_drop_prob: conditioning dropout for classifier-free guidance (see GenerativeEngine).
+        auxiliary_loss: extra per-sample terms on the predicted endpoints (x1 prediction only).
+        self_conditioning: the probability that a training step first runs the network without
+            gradients and passes its endpoint predictions back as ``context["self_cond"]``;
+            sampling then always feeds back the previous evaluation's predictions (x1 prediction
+            only; FrameFlow and ReQFlow use 0.5).
+
+    A batch whose context holds ``x0`` (a dict of prior points paired with its data, as stored
+    for rectified flow) is trained on those pairs instead of fresh prior draws and the coupling.
     """
 
     component_type = FlowComponent
@@ -367,12 +399,26 @@ class Engine(GenerativeEngine):
         coupling: Coupling | None = None,
         t_max: float = 1.0,
         cond_drop_prob: float = 0.0,
+        auxiliary_loss: AuxiliaryLoss | None = None,
+        self_conditioning: float = 0.0,
     ):
         super().__init__(components, cond_drop_prob)
         if not 0 < t_max <= 1:
             raise ValueError(f"t_max: expected a float in (0, 1], got {t_max!r}")
+        if not 0 <= self_conditioning <= 1:
+            raise ValueError(
+                f"self_conditioning: expected a probability in [0, 1], got {self_conditioning!r}"
+            )
+        velocity_parts = [n for n, c in components.items() if c.prediction != "x1"]
+        if (auxiliary_loss is not None or self_conditioning > 0) and velocity_parts:
+            raise ValueError(
+                "auxiliary_loss and self_conditioning act on predicted endpoints: every part "
+                f"needs prediction='x1', but {velocity_parts} predict velocities"
+            )
         self.coupling = coupling or IndependentCoupling()
         self.t_max = float(t_max)
+        self.auxiliary_loss = auxiliary_loss
+        self.self_conditioning = float(self_conditioning)
 
     def loss(
         self,
@@ -387,33 +433,71 @@ class Engine(GenerativeEngine):
         n = batch_size(x1, context)
         ref = next(iter(x1.values()))
         context = self.training_context(context, n, generator, ref.device)
-        x0 = self.prior(n, context, generator, ref.dtype, ref.device)
-        dense = all(c.layout == "dense" for c in self.components.values())
-        if dense:
-            x0 = self.coupling(x0, x1, self.manifolds, generator=generator)
-        elif not isinstance(self.coupling, IndependentCoupling):
-            raise ValueError("coupling: minibatch OT is defined here for dense parts only")
+        x0 = self._training_prior(x1, context, n, generator)
         t = torch.rand(n, generator=generator, dtype=ref.dtype, device=ref.device) * self.t_max
         samples = {
             name: comp.path.sample(x0[name], x1[name], comp.element_time(t, x1[name], context))
             for name, comp in self.components.items()
         }
-        outputs = network({k: s.x_t for k, s in samples.items()}, t, context)
+        x_t = {k: s.x_t for k, s in samples.items()}
+        if self.self_conditioning > 0:
+            coin = torch.rand((), generator=generator, device=ref.device)
+            if coin.item() < self.self_conditioning:
+                with torch.no_grad():
+                    first = network(x_t, t, context)
+                context["self_cond"] = {k: first[k].detach() for k in self.components}
+        outputs = network(x_t, t, context)
         self.check_outputs(outputs)
         terms = {}
         for name, comp in self.components.items():
             terms[name] = comp.weight * comp.loss(outputs[name], samples[name], context, n).mean()
+        if self.auxiliary_loss is not None:
+            extra = self.auxiliary_loss(outputs, x1, t, context)
+            terms.update({name: value.mean() for name, value in extra.items()})
         return LossOutput(total=sum(terms.values()), terms=terms)
+
+    def _training_prior(self, x1: dict, context: dict, n: int, generator) -> dict:
+        """Prior points for a training batch: the stored ``context["x0"]`` when the batch holds
+        rectified-flow pairs, else fresh draws paired with the data by the coupling."""
+        if "x0" in context:
+            stored = context.pop("x0")
+            missing = sorted(set(self.components) - set(stored))
+            if missing:
+                raise ValueError(f"batch['x0']: missing stored prior part(s) {missing}")
+            for name, comp in self.components.items():
+                if stored[name].shape != x1[name].shape:
+                    raise ValueError(
+                        f"batch['x0'][{name!r}]: expected the data's shape "
+                        f"{tuple(x1[name].shape)}, got {tuple(stored[name].shape)}"
+                    )
+                comp.check_data(stored[name], name=f"batch['x0'][{name!r}]")
+            return {name: stored[name] for name in self.components}
+        ref = next(iter(x1.values()))
+        x0 = self.prior(n, context, generator, ref.dtype, ref.device)
+        if all(c.layout == "dense" for c in self.components.values()):
+            return self.coupling(x0, x1, self.manifolds, generator=generator)
+        if not isinstance(self.coupling, IndependentCoupling):
+            raise ValueError("coupling: minibatch OT is defined here for dense parts only")
+        return x0
 
     def velocity_field(
         self, network: Callable, context: Mapping[str, object], guidance_scale: float = 0.0
     ):
-        """The learned field ``(t: 0-dim, x: dict) -> dict`` of tangent velocities for solvers."""
+        """The learned field ``(t: 0-dim, x: dict) -> dict`` of tangent velocities for solvers.
+
+        With self-conditioning the field is stateful: each call feeds the previous call's
+        endpoint predictions back to the network, so build a fresh field for every solve.
+        """
+
+        context = dict(context)
+        feed_back = self.self_conditioning > 0
 
         def field_fn(t: torch.Tensor, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             n = batch_size(x, context)
             t_batch = t.expand(n) if t.ndim == 0 else t
             out = self.network_output(network, x, t_batch, context, guidance_scale)
+            if feed_back:  # the next evaluation sees these predictions
+                context["self_cond"] = {k: out[k] for k in self.components}
             return {
                 name: comp.velocity(
                     out[name],
@@ -443,11 +527,14 @@ class Engine(GenerativeEngine):
         device: torch.device | str = "cpu",
         progress: bool = False,
         guidance_scale: float = 0.0,
+        x0: Mapping[str, torch.Tensor] | None = None,
     ) -> ODESolution:
         """Integrate the learned field from the prior at t=0 to t=1 (or along ``time_grid``).
 
         ``guidance_scale`` w > 0 applies classifier-free guidance when ``context`` has a
-        ``cond`` (the network must have been trained with ``cond_drop_prob`` > 0).
+        ``cond`` (the network must have been trained with ``cond_drop_prob`` > 0). ``x0``
+        starts from given prior points instead of fresh draws (shapes as the prior's); the
+        solution's ``trajectory[0]`` or this argument is the noise half of a rectified-flow pair.
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
@@ -457,7 +544,10 @@ class Engine(GenerativeEngine):
             time_grid = torch.linspace(0.0, 1.0, num_steps + 1, dtype=dtype, device=device)
         context = dict(context or {})
         context.setdefault("num_samples", num_samples)
-        x0 = self.prior(num_samples, context, generator, dtype, device)
+        if x0 is None:
+            x0 = self.prior(num_samples, context, generator, dtype, device)
+        else:
+            self.check_state(x0)
         return solve_ode(
             self.velocity_field(network, context, guidance_scale),
             x0,

@@ -27,6 +27,8 @@ class DomainPlugin:
         requires: import names of the third-party modules the domain needs.
         status: ``"available"`` (implemented in this version) or ``"planned"``.
         module: import path of the domain's package (e.g. ``"sciflow_domains.protein"``).
+        sampler: ``"module:Class"`` of the domain's `sciflow.Sampler` subclass, which
+            ``load_sampler`` returns for the domain's checkpoints (``None``: the generic one).
     """
 
     name: str
@@ -35,6 +37,7 @@ class DomainPlugin:
     requires: tuple[str, ...]
     status: str
     module: str | None
+    sampler: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in (AVAILABLE, PLANNED):

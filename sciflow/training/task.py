@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -34,6 +35,10 @@ class GenerativeTask(L.LightningModule):
         val_num_steps, val_solver: sampler settings for that sampling (``None``: the engine's
             default — 50 Euler steps for flow matching, the training n and "vanilla" for
             Bayesian flows).
+        init_from: a ``sciflow fit`` checkpoint whose weights start this run's network and EMA
+            (its EMA weights when it has them); the optimiser starts fresh. This is the warm
+            start of fine-tuning, e.g. rectified flow. It is applied when fitting begins, before
+            a ``--ckpt_path`` resume restores the run's own weights, and never when sampling.
     """
 
     domain = "toy"
@@ -50,6 +55,7 @@ class GenerativeTask(L.LightningModule):
         val_num_samples: int = 0,
         val_num_steps: int | None = None,
         val_solver: str | None = None,
+        init_from: str | None = None,
     ):
         super().__init__()
         if val_num_samples > 0 and any(
@@ -73,6 +79,7 @@ class GenerativeTask(L.LightningModule):
             val_num_steps,
             val_solver,
         )
+        self.init_from = init_from
         self.engine = engine
         self.network = network(engine)
         if not isinstance(self.network, nn.Module):
@@ -97,6 +104,25 @@ class GenerativeTask(L.LightningModule):
 
     def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
         return self.network(x_t, t, context or {})
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from is not None:
+            self.load_weights(self.init_from)
+
+    def load_weights(self, path: str) -> None:
+        """Copy the (EMA) network weights of the checkpoint at ``path`` into this network and
+        its EMA; errors name the file and the mismatching parameters."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init_from: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=False)["state_dict"]
+        source = "ema.module." if any(k.startswith("ema.module.") for k in state) else "network."
+        weights = {k[len(source) :]: v for k, v in state.items() if k.startswith(source)}
+        try:
+            self.network.load_state_dict(weights)
+        except RuntimeError as err:
+            raise ValueError(f"init_from {path}: its network does not fit this one: {err}") from err
+        if self.ema is not None:
+            self.ema.module.load_state_dict(weights)
 
     # -- training -----------------------------------------------------------------------------
     def _log_loss(self, stage: str, loss, batch_size: int) -> None:
