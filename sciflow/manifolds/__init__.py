@@ -4,7 +4,16 @@ from sciflow.manifolds.base import Manifold
 from sciflow.manifolds.euclidean import Euclidean
 from sciflow.manifolds.product import Product
 from sciflow.manifolds.quaternion import UnitQuaternion
+from sciflow.manifolds.rotation_matrix import RotationMatrix
 from sciflow.manifolds.sphere import Sphere
 from sciflow.manifolds.torus import FlatTorus
 
-__all__ = ["Euclidean", "FlatTorus", "Manifold", "Product", "Sphere", "UnitQuaternion"]
+__all__ = [
+    "Euclidean",
+    "FlatTorus",
+    "Manifold",
+    "Product",
+    "RotationMatrix",
+    "Sphere",
+    "UnitQuaternion",
+]
