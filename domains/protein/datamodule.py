@@ -27,8 +27,12 @@ from sciflow_domains.protein.data import (
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sciflow.data import get_dataset, list_datasets
+from sciflow.geometry.quaternion import to_matrix
 
 log = logging.getLogger(__name__)
+
+#: Å per unit of batch translations: chains divided by 10 Å match the N(0, I) prior (ReQFlow's nm).
+DEFAULT_TRANS_SCALE = 10.0
 
 
 def token_budget_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -102,10 +106,15 @@ class _ChainLists(Dataset):
         return [self.frames[i] for i in indices]
 
 
-def collate_scaled(items: list[dict[str, torch.Tensor]], trans_scale: float) -> dict:
-    """:func:`collate_padded` with ``trans`` (B, N, 3) divided by ``trans_scale``."""
+def collate_scaled(
+    items: list[dict[str, torch.Tensor]], trans_scale: float, rotations: str = "quaternion"
+) -> dict:
+    """:func:`collate_padded` with ``trans`` (B, N, 3) divided by ``trans_scale``; with
+    ``rotations="matrix"``, ``rot`` becomes row-major rotation matrices (B, N, 9)."""
     batch = collate_padded(items)
     batch["trans"] = batch["trans"] / trans_scale
+    if rotations == "matrix":
+        batch["rot"] = to_matrix(batch["rot"]).flatten(-2)
     return batch
 
 
@@ -139,6 +148,8 @@ class ProteinDataModule(L.LightningDataModule):
         trans_scale: Å per unit of the batch translations (see the module docstring).
         seed: seeds the split, the crops and the batch order.
         num_chains: keep only the first ``num_chains`` chains after filtering (smoke runs).
+        rotations: ``"quaternion"`` (B, N, 4) for `UnitQuaternion` parts or ``"matrix"``
+            (B, N, 9) for the `RotationMatrix` baseline.
     """
 
     def __init__(
@@ -150,11 +161,15 @@ class ProteinDataModule(L.LightningDataModule):
         max_coil_fraction: float | None = None,
         val_fraction: float = 0.1,
         max_tokens: int = 4096,
-        trans_scale: float = 10.0,
+        trans_scale: float = DEFAULT_TRANS_SCALE,
         seed: int = 0,
         num_chains: int | None = None,
+        rotations: str = "quaternion",
     ):
         super().__init__()
+        if rotations not in ("quaternion", "matrix"):
+            raise ValueError(f"rotations: expected 'quaternion' or 'matrix', got {rotations!r}")
+        self.rotations = rotations
         for name, value in (("min_length", min_length), ("max_length", max_length)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
@@ -175,6 +190,8 @@ class ProteinDataModule(L.LightningDataModule):
         self.trans_scale, self.seed, self.num_chains = float(trans_scale), seed, num_chains
         self.splits: dict[str, BackboneFrames] = {}
         self.lengths: dict[str, list[int]] = {}
+        #: The chains of each split (uncropped), e.g. held-out references for evaluation.
+        self.chains: dict[str, list] = {}
 
     def _resolved_path(self) -> Path:
         return self.path if self.path is not None else default_npz_path()
@@ -206,6 +223,7 @@ class ProteinDataModule(L.LightningDataModule):
         val, train = sorted(order[:num_val]), sorted(order[num_val:])
         for split, indices in (("train", train), ("val", val)):
             picked = [chains[i] for i in indices]
+            self.chains[split] = picked
             self.splits[split] = BackboneFrames(picked, self.max_length, self.seed)
             self.lengths[split] = [min(len(bb), self.max_length) for bb in picked]
         log.info(
@@ -221,7 +239,7 @@ class ProteinDataModule(L.LightningDataModule):
         frames = self.splits[split]
         lengths = self.lengths[split]
         sampler = TokenBudgetSampler(frames, lengths, self.max_tokens, shuffle, self.seed)
-        collate = partial(collate_scaled, trans_scale=self.trans_scale)
+        collate = partial(collate_scaled, trans_scale=self.trans_scale, rotations=self.rotations)
         return DataLoader(_ChainLists(frames), sampler=sampler, batch_size=None, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:

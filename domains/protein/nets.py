@@ -15,7 +15,14 @@ input moves the output with it:
   that path all nodes would stay identical, since no per-residue input tells them apart);
 * head: a body-frame update (ω, δ) ∈ R³ × R³ per residue, q̂_1 = q_t ⊗ exp(ω) and
   x̂_1 = x_t + trans_scale · R_t δ. Its last layer starts at zero, so the untrained network
-  returns its input frames.
+  returns its input frames;
+* self-conditioning (``self_conditioning=True``): the RBFs of the Cα distances of the previous
+  prediction x̂_1 (``context["self_cond"]["trans"]``, zeros when absent) add to the pair features,
+  as FrameFlow/ReQFlow feed back a distogram of x̂_1.
+
+Rotations come as unit quaternions (B, N, 4) or, for the FrameFlow-style matrix baseline, as
+row-major rotation matrices (B, N, 9); the trunk is the same, and the head composes R̂_1 =
+R_t · Exp(ω) in the input's representation.
 
 Padding residues (``mask`` False) are replaced by the identity frame before any feature is
 computed, are never attended to, and get their input frames back unchanged.
@@ -29,8 +36,9 @@ import torch
 from torch import nn
 
 from sciflow.engine import GenerativeEngine
-from sciflow.geometry.quaternion import exp, multiply, rotate, to_matrix
-from sciflow.manifolds import Euclidean, UnitQuaternion
+from sciflow.geometry import so3
+from sciflow.geometry.quaternion import exp, from_matrix, multiply, rotate, to_matrix
+from sciflow.manifolds import Euclidean, RotationMatrix, UnitQuaternion
 from sciflow.nn import FourierTimeEmbedding, mlp
 
 #: RBF centres span 0 … RBF_MAX in units of trans_scale (0 … 22 Å at the default 10 Å).
@@ -38,9 +46,13 @@ RBF_MAX = 2.2
 
 
 def _check_engine(engine: GenerativeEngine) -> None:
-    """Raise ``ValueError`` unless ``engine`` has padded parts rot (UnitQuaternion), trans (R³)."""
+    """Raise ``ValueError`` unless ``engine`` has padded parts rot (UnitQuaternion or
+    RotationMatrix) and trans (R³)."""
     checks = {
-        "rot": ("UnitQuaternion", lambda m: isinstance(m, UnitQuaternion)),
+        "rot": (
+            "UnitQuaternion or RotationMatrix",
+            lambda m: isinstance(m, UnitQuaternion | RotationMatrix),
+        ),
         "trans": ("Euclidean(3)", lambda m: isinstance(m, Euclidean) and m.dim == 3),
     }
     parts = getattr(engine, "components", {})
@@ -146,6 +158,8 @@ class FrameTransformer(nn.Module):
         hidden: node feature width; depth: number of blocks; heads: attention heads.
         pair_dim: pair feature width; num_rbf: distance RBFs; max_rel_pos: clip of the residue
             offset; trans_scale: length unit (Å) of the pair features and the translation update.
+        self_conditioning: read ``context["self_cond"]`` (see the module docstring); set it
+            when the engine trains with ``self_conditioning`` > 0.
     """
 
     def __init__(
@@ -158,11 +172,13 @@ class FrameTransformer(nn.Module):
         num_rbf: int = 16,
         max_rel_pos: int = 32,
         trans_scale: float = 10.0,
+        self_conditioning: bool = False,
     ):
         super().__init__()
         if engine is not None:
             _check_engine(engine)
         self.trans_scale = float(trans_scale)
+        self.self_cond_embedding = nn.Linear(num_rbf, pair_dim) if self_conditioning else None
         self.time_embedding = FourierTimeEmbedding(hidden)
         self.node_embedding = mlp(hidden + 1, hidden, hidden, depth=1)
         self.pair_embedding = PairEmbedding(pair_dim, num_rbf, max_rel_pos, self.trans_scale)
@@ -171,9 +187,22 @@ class FrameTransformer(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
+    def _self_cond_pairs(self, context: dict, mask: torch.Tensor, like: torch.Tensor):
+        """Pair features (B,N,N,pair_dim) from the distogram of the fed-back x̂_1 (or zeros)."""
+        previous = context.get("self_cond")
+        if previous is None:
+            return 0.0
+        x_sc = torch.where(mask.unsqueeze(-1), previous["trans"], torch.zeros_like(like))
+        dist = torch.cdist(x_sc, x_sc) / self.trans_scale
+        centres = self.pair_embedding.centres.to(dist)
+        rbf = torch.exp(-(((dist.unsqueeze(-1) - centres) / self.pair_embedding.width) ** 2))
+        return self.self_cond_embedding(rbf)
+
     def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
-        q_in, x_in = x_t["rot"], x_t["trans"]
-        b, n = q_in.shape[:2]
+        rot_in, x_in = x_t["rot"], x_t["trans"]
+        b, n = rot_in.shape[:2]
+        matrices = rot_in.shape[-1] == 9
+        q_in = from_matrix(rot_in.unflatten(-1, (3, 3))) if matrices else rot_in
         context = context or {}
         mask = context.get("mask")
         if mask is None:
@@ -188,9 +217,14 @@ class FrameTransformer(nn.Module):
         time = self.time_embedding(t).to(x).unsqueeze(1).expand(b, n, -1)
         h = self.node_embedding(torch.cat([time, mask.unsqueeze(-1).to(x)], dim=-1))
         p = self.pair_embedding(q, x, index)
+        if self.self_cond_embedding is not None:
+            p = p + self._self_cond_pairs(context, mask, x)
         for block in self.blocks:
             h = block(h, p, mask)
         omega, delta = self.head(h).split(3, dim=-1)
-        q_hat = multiply(q, exp(omega))
         x_hat = x + self.trans_scale * rotate(q, delta)
-        return {"rot": torch.where(keep, q_hat, q_in), "trans": torch.where(keep, x_hat, x_in)}
+        if matrices:  # R̂ = R_t · Exp(ω), kept in the matrix representation
+            rot_hat = (rot_in.unflatten(-1, (3, 3)) @ so3.exp(omega)).flatten(-2)
+        else:
+            rot_hat = multiply(q, exp(omega))
+        return {"rot": torch.where(keep, rot_hat, rot_in), "trans": torch.where(keep, x_hat, x_in)}

@@ -7,6 +7,7 @@ PLUGIN = DomainPlugin(
     summary="protein backbone generation with ReQFlow (rectified quaternion flow, SO(3)×R³)",
     extra="protein",
     requires=("biotite",),
-    status="planned",
+    status="available",
     module="sciflow_domains.protein",
+    sampler="sciflow_domains.protein.sampler:ProteinSampler",
 )

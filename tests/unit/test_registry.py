@@ -9,6 +9,7 @@ import sciflow.registry as registry
 from sciflow.registry import DomainPlugin
 
 SCIENCE_DOMAINS = ("crystal", "medical", "protein", "satellite", "singlecell")
+AVAILABLE_DOMAINS = ("protein",)
 
 
 def _all_found(name):
@@ -34,7 +35,7 @@ def test_domain_info_matches_entry_points():
     assert plugins["toy"].requires == () and plugins["toy"].extra is None
     for name in SCIENCE_DOMAINS:
         plugin = plugins[name]
-        assert plugin.status == "planned"
+        assert plugin.status == ("available" if name in AVAILABLE_DOMAINS else "planned")
         assert plugin.extra == name
         assert plugin.requires
         assert plugin.module == f"sciflow_domains.{name}"
@@ -67,8 +68,8 @@ def test_get_domain_missing_requirement_names_install_command(monkeypatch):
 
 def test_planned_domain_loads_but_is_not_available(monkeypatch):
     monkeypatch.setattr(registry, "find_spec", _all_found)
-    plugin = registry.get_domain("protein")
-    assert plugin.requires == ("biotite",)
+    plugin = registry.get_domain("crystal")
+    assert plugin.requires == ("pymatgen",)
     with pytest.raises(RuntimeError, match="planned.*not yet implemented"):
         registry.require_available(plugin)
 

@@ -10,8 +10,15 @@ from sciflow_domains.protein.frames import center
 from sciflow_domains.protein.nets import FrameTransformer
 
 from sciflow.engine import Engine, FlowComponent
-from sciflow.geometry.quaternion import exp, multiply, normalize, random_uniform, rotate
-from sciflow.manifolds import Euclidean, UnitQuaternion
+from sciflow.geometry.quaternion import (
+    exp,
+    multiply,
+    normalize,
+    random_uniform,
+    rotate,
+    to_matrix,
+)
+from sciflow.manifolds import Euclidean, RotationMatrix, UnitQuaternion
 from sciflow.training.loop import train_steps
 
 SMALL = {"hidden": 32, "depth": 2, "heads": 4, "pair_dim": 16}
@@ -141,3 +148,44 @@ def test_engine_samples_with_network():
     assert out["rot"].shape == (2, 10, 4) and out["trans"].shape == (2, 10, 3)
     assert torch.isfinite(out["rot"]).all() and torch.isfinite(out["trans"]).all()
     torch.testing.assert_close(out["rot"].norm(dim=-1), torch.ones(2, 10), atol=1e-5, rtol=0)
+
+
+def test_matrix_input_gives_the_quaternion_prediction_as_matrices():
+    """The matrix baseline runs the same trunk: R̂ = to_matrix(q̂) and the same x̂."""
+    net = _random_net()
+    q, x = _frames(2, 8)
+    t = torch.tensor([0.4, 0.9], dtype=torch.float64)
+    out = net({"rot": q, "trans": x}, t, {})
+    out_m = net({"rot": to_matrix(q).flatten(-2), "trans": x}, t, {})
+    assert out_m["rot"].shape == (2, 8, 9)
+    torch.testing.assert_close(out_m["rot"], to_matrix(out["rot"]).flatten(-2))
+    torch.testing.assert_close(out_m["trans"], out["trans"])
+    engine = Engine(
+        {
+            "rot": FlowComponent(RotationMatrix(), prediction="x1", layout="padded"),
+            "trans": FlowComponent(Euclidean(3), prediction="x1", layout="padded"),
+        }
+    )
+    FrameTransformer(engine, **SMALL)  # accepted
+
+
+def test_self_conditioning_input_is_used_and_equivariant():
+    net = _random_net(self_conditioning=True)
+    with torch.no_grad():
+        net.self_cond_embedding.weight.normal_(0.0, 0.5)
+    q, x = _frames(2, 9)
+    t = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    previous = {"rot": q, "trans": x + torch.randn_like(x)}
+    plain = net({"rot": q, "trans": x}, t, {})
+    fed = net({"rot": q, "trans": x}, t, {"self_cond": previous})
+    assert (plain["trans"] - fed["trans"]).abs().max() > 1e-3  # the input matters
+    g = torch.Generator().manual_seed(5)
+    q_r = random_uniform(generator=g, dtype=torch.float64)
+    shift = torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64)
+    moved_prev = {"rot": multiply(q_r, q), "trans": rotate(q_r, previous["trans"]) + shift}
+    moved = net(
+        {"rot": multiply(q_r, q), "trans": rotate(q_r, x) + shift}, t, {"self_cond": moved_prev}
+    )
+    torch.testing.assert_close(
+        moved["trans"], rotate(q_r, fed["trans"]) + shift, atol=EQUIV_ATOL, rtol=0
+    )
