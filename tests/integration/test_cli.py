@@ -1,5 +1,6 @@
 """The user surfaces end to end: configs parse, `sciflow fit` trains, checkpoints reload."""
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import yaml
 
 import sciflow
 from sciflow.cli import main
+from sciflow.training import GenerativeTask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -34,7 +36,8 @@ def test_every_config_parses(config, capsys):
         main(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"].endswith("GenerativeTask")
+    module, _, name = printed["model"]["class_path"].rpartition(".")
+    assert issubclass(getattr(importlib.import_module(module), name), GenerativeTask)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
