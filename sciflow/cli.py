@@ -54,6 +54,8 @@ def _sample(ns: argparse.Namespace) -> None:
     size = {"num_samples": ns.num_samples}
     if ns.lengths:
         size = {"lengths": [int(n) for n in ns.lengths.split(",")]}
+    if ns.compositions:
+        size = {"compositions": [c.strip() for c in ns.compositions.split(",")]}
     result = sampler.sample(
         **size,
         num_steps=ns.steps,
@@ -143,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument(
         "--lengths", default=None, help="protein: comma-separated chain lengths, one sample each"
+    )
+    sample.add_argument(
+        "--compositions",
+        default=None,
+        help="crystal: comma-separated compositions with atom counts, e.g. 'Sr1 Ti1 O3,Na4 Cl4'",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu")

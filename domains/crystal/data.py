@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import re
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -281,6 +282,35 @@ def collate_crystals(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     }
 
 
+def engine_batch(batch: dict, task: str) -> dict:
+    """The :func:`collate_crystals` batch in the layout of the crystal engines.
+
+    ``lattice`` becomes (B, 9) (row-major, the nine numbers of the lattice flow) and
+    ``num_atoms`` is dropped (``index`` holds it). For crystal structure prediction
+    (``task="csp"``) the atom types are given, not generated: they move to
+    ``cond["types"]`` (M,) atomic numbers, which `CSPNet` reads. For ``"abinitio"`` they stay a
+    part, ``types`` (M,) class indices equal to the atomic numbers (K = 101 classes, 0 unused).
+    """
+    if task not in ("csp", "abinitio"):
+        raise ValueError(f"task: expected 'csp' or 'abinitio', got {task!r}")
+    out = {
+        "frac": batch["frac"],
+        "lattice": batch["lattice"].reshape(-1, 9),
+        "index": batch["index"],
+        "num_samples": batch["num_samples"],
+    }
+    if task == "csp":
+        out["cond"] = {"types": batch["types"]}
+    else:
+        out["types"] = batch["types"]
+    return out
+
+
+def collate_for_engine(items: list[dict[str, torch.Tensor]], task: str) -> dict:
+    """:func:`collate_crystals`, then :func:`engine_batch`."""
+    return engine_batch(collate_crystals(items), task)
+
+
 # -- data module ------------------------------------------------------------------------------
 class CrystalDataModule(L.LightningDataModule):
     """Batches of one crystal dataset under ``$SCIFLOW_DATA_DIR/crystal/<dataset>/``.
@@ -298,6 +328,8 @@ class CrystalDataModule(L.LightningDataModule):
         num_train, num_val: keep only the first so many crystals of a split (smoke runs).
         num_workers: DataLoader workers.
         seed: seeds the training order (epoch e of a run is the same every run).
+        task: ``"csp"`` (types given, in ``cond``) or ``"abinitio"`` (types generated): the
+            batch layout of :func:`engine_batch`.
 
     After :meth:`setup`, ``tables[split]`` holds the parsed :class:`~.io.CrystalTable` of each
     stage (``"train"``, ``"val"``, ``"test"``) and :meth:`num_atoms_histogram` the training
@@ -320,8 +352,12 @@ class CrystalDataModule(L.LightningDataModule):
         num_val: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        task: str = "csp",
     ):
         super().__init__()
+        if task not in ("csp", "abinitio"):
+            raise ValueError(f"task: expected 'csp' or 'abinitio', got {task!r}")
+        self.task = task
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         if not lattice_scale > 0:
@@ -374,7 +410,7 @@ class CrystalDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=generator,
-            collate_fn=collate_crystals,
+            collate_fn=partial(collate_for_engine, task=self.task),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -7,6 +7,7 @@ PLUGIN = DomainPlugin(
     summary="crystal structure generation with CrysBFN (periodic Bayesian flow networks)",
     extra="crystal",
     requires=("pymatgen",),
-    status="planned",
+    status="available",
     module="sciflow_domains.crystal",
+    sampler="sciflow_domains.crystal.sampler:CrystalSampler",
 )

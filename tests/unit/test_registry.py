@@ -9,7 +9,7 @@ import sciflow.registry as registry
 from sciflow.registry import DomainPlugin
 
 SCIENCE_DOMAINS = ("crystal", "medical", "protein", "satellite", "singlecell")
-AVAILABLE_DOMAINS = ("protein",)
+AVAILABLE_DOMAINS = ("crystal", "protein")
 
 
 def _all_found(name):
@@ -68,8 +68,8 @@ def test_get_domain_missing_requirement_names_install_command(monkeypatch):
 
 def test_planned_domain_loads_but_is_not_available(monkeypatch):
     monkeypatch.setattr(registry, "find_spec", _all_found)
-    plugin = registry.get_domain("crystal")
-    assert plugin.requires == ("pymatgen",)
+    plugin = registry.get_domain("medical")
+    assert plugin.requires == ("nibabel",)
     with pytest.raises(RuntimeError, match="planned.*not yet implemented"):
         registry.require_available(plugin)
 

@@ -17,6 +17,7 @@ from sciflow_domains.crystal.data import (
     CrystalDataModule,
     CrystalDataset,
     collate_crystals,
+    engine_batch,
     find_split,
     load_crystals,
     num_atoms_histogram,
@@ -303,13 +304,30 @@ def test_datamodule_batches_seeded_order_and_histogram(tmp_path, write_csv):
         return next(iter(module.train_dataloader()))
 
     batch, again = first_batch(), first_batch()
-    assert batch["num_samples"] == 4 and batch["lattice"].shape == (4, 3, 3)
-    assert batch["frac"].shape == (int(batch["num_atoms"].sum()), 3)
-    assert all(torch.equal(batch[k], again[k]) for k in ("frac", "types", "index", "lattice"))
+    assert batch["num_samples"] == 4 and batch["lattice"].shape == (4, 9)
+    assert batch["frac"].shape == (len(batch["index"]), 3)
+    assert batch["cond"]["types"].shape == batch["index"].shape and "types" not in batch
+    assert all(torch.equal(batch[k], again[k]) for k in ("frac", "index", "lattice"))
+    assert torch.equal(batch["cond"]["types"], again["cond"]["types"])
     module = CrystalDataModule("toy", root=str(tmp_path), num_train=2, val_split="missing")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         module.setup("fit")
     assert len(module.datasets["train"]) == 2
+
+
+def test_engine_batch_layouts():
+    items = [
+        {"frac": torch.rand(2, 3), "types": torch.tensor([11, 17]), "lattice": torch.eye(3)},
+        {"frac": torch.rand(1, 3), "types": torch.tensor([6]), "lattice": 2 * torch.eye(3)},
+    ]
+    raw = collate_crystals(items)
+    csp, gen = engine_batch(raw, "csp"), engine_batch(raw, "abinitio")
+    assert torch.equal(csp["lattice"][1], 2 * torch.eye(3).flatten())
+    assert csp["cond"]["types"].tolist() == [11, 17, 6] and "types" not in csp
+    assert gen["types"].tolist() == [11, 17, 6] and "cond" not in gen
+    assert "num_atoms" not in csp and csp["index"].tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="task"):
+        engine_batch(raw, "generation")
 
 
 # -- downloads and real data ------------------------------------------------------------------
