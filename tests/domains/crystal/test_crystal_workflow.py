@@ -81,3 +81,17 @@ def test_lattice_scale_must_match_the_data(perov5, tmp_path):
     with pytest.raises(ValueError, match="lattice_scale"):
         main(["fit", "--config", str(SMOKE), "--trainer.default_root_dir", str(tmp_path),
               "--data.init_args.lattice_scale", "1.0"])  # fmt: skip
+
+
+def test_flow_matching_baseline_fits_and_predicts(perov5, tmp_path):
+    config = ROOT / "configs" / "crystal" / "fm_csp_perov5_cpu.yaml"
+    main(["fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path),
+          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+          "--trainer.callbacks", "[]", "--trainer.check_val_every_n_epoch", "1",
+          "--data.init_args.num_train", "32", "--data.init_args.num_val", "8",
+          "--model.init_args.network.init_args.hidden", "16"])  # fmt: skip
+    checkpoint = next(tmp_path.rglob("*.ckpt"))
+    res = load_sampler(checkpoint).sample(compositions=["Ca1 Ti1 O3"], num_steps=3)
+    (structure,) = res.to_structures()
+    assert structure.composition.reduced_formula == "CaTiO3"
+    assert res.noise is not None and res.noise["frac"].shape == (5, 3)
