@@ -117,3 +117,19 @@ def test_sampling_from_given_noise():
     # predicting x1 = x_t gives zero velocity: the sample is the given noise itself
     out = engine.sample(Recorder(), 4, num_steps=4, x0=x0)
     torch.testing.assert_close(out.x["x"], x0["x"])
+
+
+def test_ema_decay_is_warmed_up():
+    """After n updates the EMA moves by 1 − min(decay, (1 + n)/(10 + n)) towards the weights."""
+    from sciflow.training.task import warmed_up_ema
+
+    averaged, current = [torch.zeros(2)], [torch.ones(2)]
+    expected = torch.zeros(2)
+    for n in range(5):
+        warmed_up_ema(averaged, current, torch.tensor(n), decay=0.999)
+        rate = min(0.999, (1 + n) / (10 + n))
+        expected = rate * expected + (1 - rate) * 1.0
+        torch.testing.assert_close(averaged[0], expected)
+    averaged = [torch.zeros(1)]
+    warmed_up_ema(averaged, [torch.ones(1)], torch.tensor(10**6), decay=0.9)
+    torch.testing.assert_close(averaged[0], torch.tensor([0.1]))
