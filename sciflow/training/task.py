@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import lightning as L
