@@ -48,12 +48,14 @@ bench: $(VENV)/.bench-installed
 # The protein benchmark trains its three models first (2-3 hours on 2 CPU cores); see
 # benchmarks/protein/README.md. Needs $$SCIFLOW_DATA_DIR/protein/backbones.npz.
 bench-protein: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml --trainer.max_steps 1200
-	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/matrix_cpu.yaml --trainer.max_steps 1200
+	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml --trainer.max_steps 1500
+	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/matrix_cpu.yaml --trainer.max_steps 1500
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow reflow --checkpoint runs/protein/qflow_cpu/checkpoints/last.ckpt \
 		--out runs/protein/reflow_pairs.npz --num-pairs 640 --steps 50 --keep-fraction 0.7 \
 		--score sciflow_domains.protein.quality:backbone_quality
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/reqflow_cpu.yaml --trainer.max_steps 300
+	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml \
+		--config benchmarks/protein/qflow_continued.yaml --trainer.max_steps 300
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow bench benchmarks/protein/backbones.yaml --out benchmarks/results/protein
 
 lint: setup
