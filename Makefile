@@ -45,13 +45,13 @@ $(VENV)/.bench-installed: $(VENV)/.sciflow-installed
 bench: $(VENV)/.bench-installed
 	$(VENV)/bin/sciflow bench benchmarks/engine/cfm_throughput.yaml benchmarks/engine/bfn_steps.yaml
 
-# The protein benchmark trains its three models first (2-3 hours on 2 CPU cores); see
+# The protein benchmark trains its four models first (about 1.5 hours on 2 CPU cores); see
 # benchmarks/protein/README.md. Needs $$SCIFLOW_DATA_DIR/protein/backbones.npz.
 bench-protein: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml --trainer.max_steps 1500
-	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/matrix_cpu.yaml --trainer.max_steps 1500
+	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml --trainer.max_steps 4000
+	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/matrix_cpu.yaml --trainer.max_steps 4000
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow reflow --checkpoint runs/protein/qflow_cpu/checkpoints/last.ckpt \
-		--out runs/protein/reflow_pairs.npz --num-pairs 640 --steps 50 --keep-fraction 0.7 \
+		--out runs/protein/reflow_pairs.npz --num-pairs 384 --steps 50 --keep-fraction 0.7 \
 		--score sciflow_domains.protein.quality:backbone_quality
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/reqflow_cpu.yaml --trainer.max_steps 300
 	OMP_NUM_THREADS=1 $(VENV)/bin/sciflow fit --config configs/protein/qflow_cpu.yaml \
