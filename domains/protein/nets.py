@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 import torch
+from sciflow_domains.protein.ipa import InvariantPointAttention
 from torch import nn
 
 from sciflow.engine import GenerativeEngine
@@ -130,17 +131,26 @@ class PairBiasedAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: h += attn(LN h, p); h += MLP(LN h). Shapes as attention."""
+    """Pre-LayerNorm transformer block: h += attn(LN h, ...); h += MLP(LN h). Shapes as attention.
 
-    def __init__(self, hidden: int, heads: int, pair_dim: int):
+    ``attention="pair_bias"`` uses `PairBiasedAttention`; ``"ipa"`` uses Invariant Point
+    Attention on the current frames (rot (B,N,3,3), trans (B,N,3) in units of trans_scale).
+    """
+
+    def __init__(self, hidden: int, heads: int, pair_dim: int, attention: str = "pair_bias"):
         super().__init__()
         self.norm_attn = nn.LayerNorm(hidden)
-        self.attn = PairBiasedAttention(hidden, heads, pair_dim)
+        self.ipa = attention == "ipa"
+        if self.ipa:
+            self.attn = InvariantPointAttention(hidden, pair_dim, heads, hidden // heads)
+        else:
+            self.attn = PairBiasedAttention(hidden, heads, pair_dim)
         self.norm_mlp = nn.LayerNorm(hidden)
         self.mlp = mlp(hidden, 4 * hidden, hidden, depth=1)
 
-    def forward(self, h: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = h + self.attn(self.norm_attn(h), p, mask)
+    def forward(self, h, p, mask, rot=None, trans=None) -> torch.Tensor:
+        frames = (rot, trans) if self.ipa else ()
+        h = h + self.attn(self.norm_attn(h), p, *frames, mask)
         return h + self.mlp(self.norm_mlp(h))
 
 
@@ -160,6 +170,8 @@ class FrameTransformer(nn.Module):
             offset; trans_scale: length unit (Å) of the pair features and the translation update.
         self_conditioning: read ``context["self_cond"]`` (see the module docstring); set it
             when the engine trains with ``self_conditioning`` > 0.
+        attention: ``"pair_bias"`` (light, the CPU default) or ``"ipa"`` (Invariant Point
+            Attention as in FrameFlow/ReQFlow, for GPU runs; see `sciflow_domains.protein.ipa`).
     """
 
     def __init__(
@@ -173,16 +185,19 @@ class FrameTransformer(nn.Module):
         max_rel_pos: int = 32,
         trans_scale: float = 10.0,
         self_conditioning: bool = False,
+        attention: str = "pair_bias",
     ):
         super().__init__()
         if engine is not None:
             _check_engine(engine)
+        if attention not in ("pair_bias", "ipa"):
+            raise ValueError(f"attention: expected 'pair_bias' or 'ipa', got {attention!r}")
         self.trans_scale = float(trans_scale)
         self.self_cond_embedding = nn.Linear(num_rbf, pair_dim) if self_conditioning else None
         self.time_embedding = FourierTimeEmbedding(hidden)
         self.node_embedding = mlp(hidden + 1, hidden, hidden, depth=1)
         self.pair_embedding = PairEmbedding(pair_dim, num_rbf, max_rel_pos, self.trans_scale)
-        self.blocks = nn.ModuleList(Block(hidden, heads, pair_dim) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(hidden, heads, pair_dim, attention) for _ in range(depth))
         self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 6))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -219,8 +234,9 @@ class FrameTransformer(nn.Module):
         p = self.pair_embedding(q, x, index)
         if self.self_cond_embedding is not None:
             p = p + self._self_cond_pairs(context, mask, x)
+        frames = (to_matrix(q), x / self.trans_scale) if self.blocks[0].ipa else (None, None)
         for block in self.blocks:
-            h = block(h, p, mask)
+            h = block(h, p, mask, *frames)
         omega, delta = self.head(h).split(3, dim=-1)
         x_hat = x + self.trans_scale * rotate(q, delta)
         if matrices:  # R̂ = R_t · Exp(ω), kept in the matrix representation

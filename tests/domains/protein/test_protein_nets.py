@@ -71,8 +71,9 @@ def _helices(num: int = 8, length: int = 12, seed: int = 0) -> tuple[torch.Tenso
     return torch.stack(qs), torch.stack(xs)
 
 
-def test_se3_equivariance():
-    net = _random_net()
+@pytest.mark.parametrize("attention", ["pair_bias", "ipa"])
+def test_se3_equivariance(attention):
+    net = _random_net(attention=attention)
     q, x = _frames(2, 10)
     t = torch.tensor([0.3, 0.8], dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
@@ -89,8 +90,9 @@ def test_se3_equivariance():
     )
 
 
-def test_padding_does_not_change_real_residues():
-    net = _random_net()
+@pytest.mark.parametrize("attention", ["pair_bias", "ipa"])
+def test_padding_does_not_change_real_residues(attention):
+    net = _random_net(attention=attention)
     q, x = _frames(2, 7)
     t = torch.tensor([0.2, 0.6], dtype=torch.float64)
     out = net({"rot": q, "trans": x}, t, {"mask": torch.ones(2, 7, dtype=torch.bool)})
@@ -189,3 +191,27 @@ def test_self_conditioning_input_is_used_and_equivariant():
     torch.testing.assert_close(
         moved["trans"], rotate(q_r, fed["trans"]) + shift, atol=EQUIV_ATOL, rtol=0
     )
+
+
+def test_ipa_is_invariant_and_uses_the_points():
+    """IPA alone: a global rigid motion of the frames leaves its output unchanged, and moving
+    one residue's frame changes the output of the others (the point term is live)."""
+    from sciflow_domains.protein.ipa import InvariantPointAttention
+
+    torch.manual_seed(0)
+    ipa = InvariantPointAttention(hidden=16, pair_dim=8, heads=2, head_dim=8).double()
+    h = torch.randn(2, 6, 16, dtype=torch.float64)
+    p = torch.randn(2, 6, 6, 8, dtype=torch.float64)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    q, x = _frames(2, 6)
+    rot, pos = to_matrix(q), x / 10
+    out = ipa(h, p, rot, pos, mask)
+    g = torch.Generator().manual_seed(2)
+    r = to_matrix(random_uniform(generator=g, dtype=torch.float64))
+    moved = ipa(h, p, r @ rot, pos @ r.T + 0.7, mask)
+    torch.testing.assert_close(moved, out, atol=1e-10, rtol=0)
+    shifted = pos.clone()
+    shifted[:, 0] += 1.0
+    assert (ipa(h, p, rot, shifted, mask)[:, 1:] - out[:, 1:]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="attention"):
+        FrameTransformer(attention="full")
