@@ -65,6 +65,15 @@ class Sampler:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
+    def generator(self, seed: int | None) -> torch.Generator:
+        """A generator on the model's device, seeded with ``seed`` (``None``: a random seed)."""
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        return generator
+
     def sample(
         self,
         num_samples: int,
@@ -83,11 +92,7 @@ class Sampler:
         all randomness (same seed, same samples); ``condition`` is passed to the network as
         ``context["cond"]``.
         """
-        generator = torch.Generator(device=self.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
+        generator = self.generator(seed)
         context = {} if condition is None else {"cond": condition}
         return self._draw(
             num_samples, context, generator, num_steps, solver, return_trajectory, progress,

@@ -122,11 +122,7 @@ class CrystalSampler(Sampler):
         counts = torch.tensor([len(t) for t in per_crystal])
         index = torch.repeat_interleave(torch.arange(len(per_crystal)), counts)
         context = {"index": index.to(self.device), "cond": {"types": types.to(self.device)}}
-        generator = torch.Generator(device=self.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
+        generator = self.generator(seed)
         result = self._draw(
             len(per_crystal), context, generator, num_steps, solver, return_trajectory,
             progress, None, seed,

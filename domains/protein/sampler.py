@@ -109,11 +109,7 @@ class ProteinSampler(Sampler):
         if num_samples is not None and num_samples != len(lengths):
             raise ValueError(f"num_samples={num_samples} but {len(lengths)} lengths were given")
         mask = torch.arange(max(lengths)) < torch.tensor(lengths).unsqueeze(1)
-        generator = torch.Generator(device=self.device)
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(seed))
+        generator = self.generator(seed)
         result = self._draw(
             len(lengths), {"mask": mask.to(self.device)}, generator, num_steps, solver,
             return_trajectory, progress, None, seed,
