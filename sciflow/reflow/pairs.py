@@ -152,6 +152,11 @@ def generate_pairs(
             scores.append(torch.as_tensor(score(result), dtype=torch.float64).reshape(-1))
     if not results:
         raise ValueError("requests: expected at least one sample request")
+    if "index" in results[0].context:
+        raise ValueError(
+            "reflow pairs: indexed parts (rows mapped to samples by context['index']) are not "
+            "stored yet; dense and padded parts are"
+        )
     x0, x1, mask = _concatenate(results, padded="mask" in results[0].context)
     generated = next(iter(x1.values())).shape[0]
     meta = {"generated": generated, "score": getattr(score, "__name__", repr(score))}

@@ -44,6 +44,17 @@ def test_request_validation():
         generate_pairs(FakeSampler(), [], progress=False)
 
 
+def test_indexed_parts_are_refused():
+    class IndexedSampler(FakeSampler):
+        def sample(self, num_samples, seed, **_):
+            result = super().sample(num_samples, seed)
+            result.context = {"index": torch.zeros(num_samples, dtype=torch.long)}
+            return result
+
+    with pytest.raises(ValueError, match="indexed parts"):
+        generate_pairs(IndexedSampler(), [{"num_samples": 2, "seed": 0}], progress=False)
+
+
 def test_save_load_round_trip_and_bad_files(tmp_path):
     pairs = generate_pairs(FakeSampler(), [{"num_samples": 2, "seed": 1}], progress=False)
     loaded = ReflowPairs.load(pairs.save(tmp_path / "p.npz"))
