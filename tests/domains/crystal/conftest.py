@@ -48,6 +48,7 @@ def real_split() -> Callable[[str, str], Path]:
         try:
             return find_split(name, split)
         except FileNotFoundError as err:
-            pytest.skip(f"real crystal data absent (set SCIFLOW_DATA_DIR=/work/shared/data): {err}")
+            hint = "set SCIFLOW_DATA_DIR to the folder holding crystal/"
+            pytest.skip(f"real crystal data absent ({hint}): {err}")
 
     return locate

@@ -374,7 +374,8 @@ def perov5_val(tmp_path_factory):
     try:
         path = find_split("perov_5", "val")
     except FileNotFoundError as err:
-        pytest.skip(f"real crystal data absent (set SCIFLOW_DATA_DIR=/work/shared/data): {err}")
+        hint = "set SCIFLOW_DATA_DIR to the folder holding crystal/"
+        pytest.skip(f"real crystal data absent ({hint}): {err}")
     cache = tmp_path_factory.mktemp("perov5_cache")
     return path, cache, load_crystals(path, cache_root=cache)
 

@@ -63,6 +63,6 @@ def bodenmiller_path() -> Path:
     if not path.is_file():
         pytest.skip(
             f"real single-cell data not found at {path} "
-            "(set SCIFLOW_DATA_DIR=/work/shared/data to run the real-data tests)"
+            "(set SCIFLOW_DATA_DIR to the folder holding singlecell/ to run the real-data tests)"
         )
     return path
