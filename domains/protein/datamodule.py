@@ -24,10 +24,11 @@ from sciflow_domains.protein.data import (
     filter_backbones,
     load_backbones_npz,
 )
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from sciflow.data import get_dataset, list_datasets
 from sciflow.geometry.quaternion import to_matrix
+from sciflow.training.batch_order import EpochShuffledBatches
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def token_budget_batches(lengths: list[int], max_tokens: int) -> list[list[int]]
     return batches
 
 
-class TokenBudgetSampler(Sampler[list[int]]):
+class TokenBudgetSampler(EpochShuffledBatches):
     """Yields the :func:`token_budget_batches` of ``frames``, in an order shuffled per epoch.
 
     lengths: (C,) the cropped length of each chain of ``frames``.
@@ -74,23 +75,13 @@ class TokenBudgetSampler(Sampler[list[int]]):
     ):
         if len(lengths) != len(frames):
             raise ValueError(f"lengths: expected {len(frames)} entries, got {len(lengths)}")
-        self.batches = token_budget_batches(lengths, max_tokens)
-        self.frames, self.shuffle, self.seed, self.epoch = frames, shuffle, seed, 0
+        super().__init__(token_budget_batches(lengths, max_tokens), shuffle, seed)
+        self.frames = frames
 
     def set_epoch(self, epoch: int) -> None:
         """Use the batch order and crops of ``epoch`` from now on."""
-        self.epoch = epoch
+        super().set_epoch(epoch)
         self.frames.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        order = range(len(self.batches))
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(len(self.batches), generator=generator).tolist()
-        return (self.batches[i] for i in order)
 
 
 class _ChainLists(Dataset):

@@ -10,9 +10,10 @@ from functools import partial
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from sciflow.reflow.pairs import ReflowPairs, pad_rows
+from sciflow.training.batch_order import EpochShuffledBatches
 
 
 class PairsDataset(Dataset):
@@ -51,28 +52,13 @@ def collate_pairs(items: list[dict], padded: bool) -> dict:
     return batch
 
 
-class LengthBucketSampler(Sampler[list[int]]):
-    """Batches of ``batch_size`` items of similar length, in an order drawn from (seed, epoch);
-    Lightning calls :meth:`set_epoch` before every epoch."""
+class LengthBucketSampler(EpochShuffledBatches):
+    """Batches of ``batch_size`` items of similar length, in an order drawn from (seed, epoch)."""
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int):
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        order = range(len(self.batches))
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(len(self.batches), generator=generator).tolist()
-        for i in order:
-            yield self.batches[i]
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        super().__init__(batches, shuffle, seed)
 
 
 class ReflowDataModule(L.LightningDataModule):
