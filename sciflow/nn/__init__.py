@@ -2,5 +2,6 @@
 
 from sciflow.nn.embeddings import FourierTimeEmbedding
 from sciflow.nn.mlp import StateMLP, mlp
+from sciflow.nn.unet import ControlBranch, UNet
 
-__all__ = ["FourierTimeEmbedding", "StateMLP", "mlp"]
+__all__ = ["ControlBranch", "FourierTimeEmbedding", "StateMLP", "UNet", "mlp"]
