@@ -188,7 +188,7 @@ def load_sampler(
     require_available(plugin)
     task = instantiate_model_config(meta["model_config"])
     task.load_state_dict(state["state_dict"])
-    task.model_config = meta["model_config"]
+    task.on_load_checkpoint(state)  # restores model_config and what domains keep beside it
     sampler_class = Sampler
     if plugin.sampler is not None:
         module, _, name = plugin.sampler.partition(":")

@@ -7,6 +7,7 @@ PLUGIN = DomainPlugin(
     summary="cell population dynamics with Meta Flow Matching (population-conditioned flows)",
     extra="singlecell",
     requires=("torch_geometric", "anndata", "scanpy"),
-    status="planned",
+    status="available",
     module="sciflow_domains.singlecell",
+    sampler="sciflow_domains.singlecell.sampler:SingleCellSampler",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -107,6 +108,9 @@ class GenerativeTask(L.LightningModule):
         #: The resolved model config (class_path/init_args), set by the CLI, saved in checkpoints
         #: so that `sciflow.load_sampler` can rebuild this task without the CLI.
         self.model_config: dict | None = None
+        #: Wall-clock seconds spent fitting, summed over resumed runs; saved in checkpoints.
+        self.train_seconds = 0.0
+        self._fit_started: float | None = None
         self._val_reference: list[dict[str, torch.Tensor]] = []
 
     # -- networks -----------------------------------------------------------------------------
@@ -156,6 +160,18 @@ class GenerativeTask(L.LightningModule):
                 on_epoch=not on_step,
                 batch_size=batch_size,
             )
+
+    def on_train_start(self) -> None:
+        self._fit_started = time.monotonic()
+
+    def on_train_end(self) -> None:
+        self.train_seconds = self._elapsed_train_seconds()
+        self._fit_started = None
+
+    def _elapsed_train_seconds(self) -> float:
+        if self._fit_started is None:
+            return self.train_seconds
+        return self.train_seconds + time.monotonic() - self._fit_started
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.engine.loss(self.network, batch)
@@ -241,7 +257,13 @@ class GenerativeTask(L.LightningModule):
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"domain": self.domain, "model_config": self.model_config}
+        checkpoint[CHECKPOINT_KEY] = {
+            "domain": self.domain,
+            "model_config": self.model_config,
+            "train_seconds": self._elapsed_train_seconds(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.model_config = checkpoint.get(CHECKPOINT_KEY, {}).get("model_config")
+        meta = checkpoint.get(CHECKPOINT_KEY, {})
+        self.model_config = meta.get("model_config")
+        self.train_seconds = float(meta.get("train_seconds", 0.0))

@@ -164,6 +164,10 @@ def test_training_resumes_from_last_checkpoint(trained_checkpoint, tmp_path):
     )
     resumed = torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=False)
     assert resumed["global_step"] == 2 * state["global_step"]
+    # Training wall time is kept in checkpoints and adds up over resumed runs.
+    first = state["sciflow"]["train_seconds"]
+    assert 0 < first < resumed["sciflow"]["train_seconds"]
+    assert sciflow.load_sampler(trained_checkpoint).task.train_seconds == first
 
 
 def test_domains_command_lists_the_plugins(capsys):
