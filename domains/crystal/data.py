@@ -214,6 +214,8 @@ def sample_num_atoms(
 ) -> torch.Tensor:
     """(num_samples,) int64 atom counts drawn from ``histogram`` (as :func:`num_atoms_histogram`),
     i.e. n with probability ``histogram[n] / histogram.sum()``, for ab initio generation."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
     weights = torch.as_tensor(np.asarray(histogram, dtype=np.float64))
     if weights.ndim != 1 or (weights < 0).any() or not weights.sum() > 0:
         raise ValueError("histogram: expected a 1-D array of non-negative counts, not all zero")
@@ -289,7 +291,9 @@ def engine_batch(batch: dict, task: str) -> dict:
     ``num_atoms`` is dropped (``index`` holds it). For crystal structure prediction
     (``task="csp"``) the atom types are given, not generated: they move to
     ``cond["types"]`` (M,) atomic numbers, which `CSPNet` reads. For ``"abinitio"`` they stay a
-    part, ``types`` (M,) class indices equal to the atomic numbers (K = 101 classes, 0 unused).
+    part for the engine's ``DiscreteBFN``: ``types`` (M,) class indices
+    :func:`atomic_number_to_class` (class = Z − 1, so K = 100 classes cover H..Fm and every
+    CDVAE dataset; :func:`class_to_atomic_number` decodes samples).
     """
     if task not in ("csp", "abinitio"):
         raise ValueError(f"task: expected 'csp' or 'abinitio', got {task!r}")
@@ -302,8 +306,29 @@ def engine_batch(batch: dict, task: str) -> dict:
     if task == "csp":
         out["cond"] = {"types": batch["types"]}
     else:
-        out["types"] = batch["types"]
+        out["types"] = atomic_number_to_class(batch["types"])
     return out
+
+
+def atomic_number_to_class(types: torch.Tensor) -> torch.Tensor:
+    """Class indices (M,) int64 of the ab initio type flow for atomic numbers (M,) int64 ≥ 1:
+    class = Z − 1 (the engine's ``DiscreteBFN`` checks that every class is below its K)."""
+    if types.is_floating_point() or (types.numel() and int(types.min()) < 1):
+        raise ValueError(
+            f"types: expected integer atomic numbers >= 1, got dtype {types.dtype} and values "
+            f"from {int(types.min()) if types.numel() else '-'}"
+        )
+    return types.long() - 1
+
+
+def class_to_atomic_number(classes: torch.Tensor) -> torch.Tensor:
+    """Atomic numbers (M,) int64 of sampled type classes (M,) int64 ≥ 0: Z = class + 1."""
+    if classes.is_floating_point() or (classes.numel() and int(classes.min()) < 0):
+        raise ValueError(
+            f"classes: expected integer class indices >= 0, got dtype {classes.dtype} and values "
+            f"from {int(classes.min()) if classes.numel() else '-'}"
+        )
+    return classes.long() + 1
 
 
 def collate_for_engine(items: list[dict[str, torch.Tensor]], task: str) -> dict:

@@ -10,7 +10,11 @@
 * Density (g/cm³), number of distinct elements, structural and compositional validity.
 
 A fingerprint that raises gives a NaN row (counted, and left out of the coverage as in the
-reference). Both matminer featurizers read only files bundled with matminer; nothing is downloaded.
+reference). So does a cell of less than :data:`MIN_FINGERPRINT_VOLUME_PER_ATOM` (1 Å³ per atom;
+real crystals have 5 Å³ or more): CrystalNN's neighbour search grows as 1/volume, and a collapsed
+generated lattice would otherwise take minutes and gigabytes per crystal. The reference tries
+such cells anyway; generated ones are practically never structurally valid. Both matminer
+featurizers read only files bundled with matminer; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 STRUCT_FP_DIM = 61
 COMP_FP_DIM = 132
+MIN_FINGERPRINT_VOLUME_PER_ATOM = 1.0  # Å³
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,7 +137,8 @@ def _features_one(args) -> tuple:
     structure, fingerprints, oxidation_set = args
     struct_fp = np.full(STRUCT_FP_DIM, np.nan)
     comp_fp = np.full(COMP_FP_DIM, np.nan)
-    if fingerprints:
+    collapsed = not structure.volume >= MIN_FINGERPRINT_VOLUME_PER_ATOM * len(structure)
+    if fingerprints and not collapsed:
         try:
             struct_fp = structure_fingerprint(structure)
             comp_fp = composition_fingerprint(structure)

@@ -31,7 +31,8 @@ What the network reads, per engine kind (``_bfn_inputs`` / ``_flow_inputs``):
 
 * Bayesian flows (``BayesianFlowEngine``): ``x["frac"]`` von Mises θ = [m, c] (M, 6), m the
   circular means in [0, period) and c the concentrations; ``x["lattice"]`` the Gaussian mean μ_L
-  (B, 9); ``x["types"]`` (ab initio only) class probabilities (M, K).
+  (B, 9); ``x["types"]`` (ab initio only) class probabilities (M, K), class k = atomic
+  number k + 1 (``data.atomic_number_to_class``).
 * flow matching (``Engine``): ``x["frac"]`` points x_t (M, 3) of ``FlatTorus(3)``;
   ``x["lattice"]`` points (B, 9) of ``Euclidean(9)``. No concentration: no entropy conditioning.
 * CSP (no ``types`` part): the atomic numbers from ``context["cond"]["types"]`` (M,) int64,

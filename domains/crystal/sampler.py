@@ -1,11 +1,15 @@
-"""Sampling crystals from a trained model: compositions in, pymatgen structures and CIFs out.
+"""Sampling crystals from a trained model: pymatgen structures and CIFs out.
 
-``sciflow.load_sampler(ckpt)`` returns a :class:`CrystalSampler` for crystal checkpoints.
-Crystal structure prediction (CSP) takes compositions with their atom counts::
+``sciflow.load_sampler(ckpt)`` returns a :class:`CrystalSampler` for crystal checkpoints. Crystal
+structure prediction (CSP models, types given) takes compositions with their atom counts; ab
+initio models (with a ``types`` part) generate the types too, for crystal sizes drawn from the
+training atom-count histogram stored in the checkpoint or given explicitly::
 
-    res = load_sampler("last.ckpt").sample(compositions=["SrTiO3", "Ba2Ti2O6"], seed=0)
-    structures = res.to_structures()    # pymatgen Structure per composition
-    res.write_cifs("predicted/")        # one CIF per structure
+    res = load_sampler("csp.ckpt").sample(compositions=["SrTiO3", "Ba2Ti2O6"], seed=0)
+    res = load_sampler("abinitio.ckpt").sample(num_samples=100, seed=0)
+    res = load_sampler("abinitio.ckpt").sample(num_atoms=[5, 5, 10], seed=0)
+    structures = res.to_structures()    # pymatgen Structure per sample
+    res.write_cifs("generated/")        # one CIF per structure
 
 Lattices come back in Å (times the task's ``lattice_scale``); fractional coordinates in [0, 1).
 """
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sciflow_domains.crystal.data import class_to_atomic_number, sample_num_atoms
+from sciflow_domains.crystal.task import task_of_engine
 
 from sciflow.api import Sampler, SampleResult
 from sciflow.atomic import write_text_atomic
@@ -49,12 +55,17 @@ def composition_types(composition) -> list[int]:
 
 @dataclass
 class CrystalSamples(SampleResult):
-    """Sampled crystals: ``samples["frac"]`` (M, 3), ``samples["lattice"]`` (B, 9) in model units,
-    ``types`` (M,) atomic numbers, ``index`` (M,) and ``lattice_scale`` (Å per unit)."""
+    """Sampled crystals: ``samples["frac"]`` (M, 3), ``samples["lattice"]`` (B, 9) in model units
+    (and, ab initio, ``samples["types"]`` (M,) atomic numbers), ``types`` (M,) atomic numbers,
+    ``index`` (M,) the crystal of each atom and ``lattice_scale`` (Å per unit)."""
 
     types: torch.Tensor | None = None
     index: torch.Tensor | None = None
     lattice_scale: float = 1.0
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The samples plus ``types`` and ``index`` (what splits the atoms into crystals)."""
+        return {**super().to_numpy(), "types": self.types.numpy(), "index": self.index.numpy()}
 
     def lattices(self) -> np.ndarray:
         """(B, 3, 3) lattices in Å, rows = lattice vectors."""
@@ -90,7 +101,13 @@ class CrystalSamples(SampleResult):
 
 
 class CrystalSampler(Sampler):
-    """A `Sampler` for crystal structure prediction (see the module docstring)."""
+    """A `Sampler` for crystals: structure prediction for CSP models, generation for ab initio
+    models (see the module docstring); the model's task is read from its engine."""
+
+    @property
+    def task_kind(self) -> str:
+        """``"abinitio"`` (the engine generates atom types) or ``"csp"`` (types are given)."""
+        return task_of_engine(self.engine)
 
     def sample(
         self,
@@ -101,32 +118,94 @@ class CrystalSampler(Sampler):
         return_trajectory: bool = False,
         progress: bool = False,
         num_samples: int | None = None,
+        num_atoms: list[int] | None = None,
     ) -> CrystalSamples:
-        """Predict one structure per composition (CSP), all in one batch.
+        """Sample crystals, all in one batch.
 
-        ``num_steps``/``solver`` default to the engine's own (for CrysBFN the training n and
-        ``"vanilla"``; ``"end_back"`` is CrysBFN's sampler). ``num_samples``, if given, must
-        equal the number of compositions.
+        CSP models: one structure per composition of ``compositions`` (``num_samples``, if
+        given, must equal their number). Ab initio models: ``num_samples`` crystals whose atom
+        counts are drawn from the training histogram, or one crystal per entry of ``num_atoms``;
+        their types are the argmax of the type flow's final distribution (the ``types`` part's
+        ``final`` setting). ``num_steps``/``solver`` default to the engine's own (for CrysBFN
+        the training n and ``"vanilla"``; ``"end_back"`` is CrysBFN's sampler); ``seed`` fixes
+        the atom counts and the samples.
         """
+        if compositions is not None and not isinstance(compositions, (list, tuple)):
+            raise TypeError(
+                f"compositions: expected a list of formulas with atom counts, got "
+                f"{type(compositions).__name__}; for ab initio generation pass num_samples=..."
+            )
+        if self.task_kind == "csp":
+            types, counts = self._csp_types(compositions, num_samples, num_atoms)
+            cond = {"cond": {"types": types.to(self.device)}}
+        else:
+            if compositions is not None:
+                raise ValueError(
+                    "compositions: this model generates atom types (ab initio); give num_samples "
+                    "or num_atoms, or use a CSP model to predict structures of compositions"
+                )
+            histogram = getattr(self.task, "num_atoms_histogram", None)
+            counts = crystal_sizes(num_samples, num_atoms, histogram, seed)
+            types, cond = None, {}
+        index = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        context = {"index": index.to(self.device), **cond}
+        result = self._draw(
+            len(counts), context, self.generator(seed), num_steps, solver, return_trajectory,
+            progress, None, seed,
+        )  # fmt: skip
+        if types is None:
+            types = class_to_atomic_number(result.samples["types"])
+            result.samples["types"] = types
+        base = {f.name: getattr(result, f.name) for f in fields(SampleResult)}
+        scale = getattr(self.task, "lattice_scale", 1.0)
+        return CrystalSamples(**base, types=types, index=index, lattice_scale=scale)
+
+    @staticmethod
+    def _csp_types(compositions, num_samples, num_atoms) -> tuple[torch.Tensor, torch.Tensor]:
+        """Atomic numbers (M,) and atom counts (B,) of the CSP compositions."""
         if compositions is None:
             raise ValueError(
-                "compositions: crystal structure prediction needs compositions with atom "
-                "counts, e.g. ['Sr1 Ti1 O3']; ab initio generation is not implemented yet"
+                "compositions: this model predicts structures of given compositions (CSP), e.g. "
+                "['Sr1 Ti1 O3']; ab initio generation (num_samples alone) needs a model trained "
+                "with a 'types' part (configs/crystal/crysbfn_abinitio_*.yaml)"
             )
-        if "types" in self.engine.components:
-            raise ValueError("compositions: this model generates atom types (ab initio), not CSP")
+        if num_atoms is not None:
+            raise ValueError("num_atoms: CSP takes the atom counts from the compositions")
         if num_samples is not None and num_samples != len(compositions):
             raise ValueError(f"num_samples={num_samples} but {len(compositions)} compositions")
         per_crystal = [composition_types(c) for c in compositions]
         types = torch.tensor([z for t in per_crystal for z in t], dtype=torch.long)
-        counts = torch.tensor([len(t) for t in per_crystal])
-        index = torch.repeat_interleave(torch.arange(len(per_crystal)), counts)
-        context = {"index": index.to(self.device), "cond": {"types": types.to(self.device)}}
-        generator = self.generator(seed)
-        result = self._draw(
-            len(per_crystal), context, generator, num_steps, solver, return_trajectory,
-            progress, None, seed,
-        )  # fmt: skip
-        base = {f.name: getattr(result, f.name) for f in fields(SampleResult)}
-        scale = getattr(self.task, "lattice_scale", 1.0)
-        return CrystalSamples(**base, types=types, index=index, lattice_scale=scale)
+        return types, torch.tensor([len(t) for t in per_crystal])
+
+
+def crystal_sizes(
+    num_samples: int | None,
+    num_atoms: list[int] | torch.Tensor | None,
+    histogram: list[int] | None,
+    seed: int | None,
+) -> torch.Tensor:
+    """(B,) int64 atom counts of ab initio samples: ``num_atoms`` as given, else ``num_samples``
+    draws from ``histogram`` (entry n = training crystals with n atoms) with a CPU generator
+    seeded by ``seed`` (``None``: random)."""
+    if num_atoms is not None:
+        counts = torch.as_tensor(num_atoms)
+        if counts.ndim != 1 or counts.numel() == 0 or counts.is_floating_point():
+            raise ValueError(f"num_atoms: expected a non-empty list of ints, got {num_atoms!r}")
+        if int(counts.min()) < 1:
+            raise ValueError(f"num_atoms: expected atom counts >= 1, got {counts.tolist()}")
+        if num_samples is not None and num_samples != len(counts):
+            raise ValueError(f"num_samples={num_samples} but {len(counts)} entries in num_atoms")
+        return counts.long()
+    if num_samples is None:
+        raise ValueError("num_samples: give the number of crystals (or num_atoms, one per crystal)")
+    if histogram is None:
+        raise ValueError(
+            "num_atoms: this model has no atom-count histogram (its task's num_atoms_histogram "
+            "is unset, e.g. it was not fitted on a CrystalDataModule); pass num_atoms=[...]"
+        )
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return sample_num_atoms(histogram, num_samples, generator)

@@ -324,7 +324,7 @@ def test_engine_batch_layouts():
     csp, gen = engine_batch(raw, "csp"), engine_batch(raw, "abinitio")
     assert torch.equal(csp["lattice"][1], 2 * torch.eye(3).flatten())
     assert csp["cond"]["types"].tolist() == [11, 17, 6] and "types" not in csp
-    assert gen["types"].tolist() == [11, 17, 6] and "cond" not in gen
+    assert gen["types"].tolist() == [10, 16, 5] and "cond" not in gen  # class = Z - 1
     assert "num_atoms" not in csp and csp["index"].tolist() == [0, 0, 1]
     with pytest.raises(ValueError, match="task"):
         engine_batch(raw, "generation")

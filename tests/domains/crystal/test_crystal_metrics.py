@@ -228,6 +228,18 @@ def test_coverage_thresholds_and_denominators():
     assert cov["amcd_precision"] == pytest.approx((3.9 + 0.0 + 4.1) / 3)
 
 
+def test_collapsed_cells_get_no_fingerprint_but_keep_their_other_features():
+    """A cell below 1 Å³ per atom (a collapsed generated lattice) is not fingerprinted: it
+    counts as a failed fingerprint, in the COV-P denominator only."""
+    collapsed = Structure(Lattice.cubic(0.5), ["Sr", "Ti"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    feats = M.compute_features([_srtio3(), collapsed], progress=False)
+    assert feats.fingerprint_ok.tolist() == [True, False]
+    assert feats.density[1] == pytest.approx(collapsed.density)
+    assert feats.n_elements.tolist() == [3, 2] and feats.struct_valid.tolist() == [True, False]
+    cov = M.coverage(feats, feats.subset([0]), *M.cov_cutoffs("perov_5"))
+    assert cov["cov_recall"] == 1.0 and cov["cov_precision"] == 0.5
+
+
 def test_cov_cutoffs_by_name():
     assert M.cov_cutoffs("perov_5") == (0.2, 4.0) == M.cov_cutoffs("carbon")
     assert M.cov_cutoffs("MP20") == (0.4, 10.0)

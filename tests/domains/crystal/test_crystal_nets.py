@@ -14,7 +14,7 @@ from sciflow.bfn.vonmises import VonMisesBFN
 from sciflow.engine import Engine, FlowComponent
 from sciflow.manifolds import Euclidean, FlatTorus
 
-K = 101  # type classes of the ab initio tests: class = atomic number 0..100
+K = 100  # type classes of the ab initio tests: class = atomic number - 1 (Z = 1..100)
 TINY = {"hidden": 16, "num_layers": 2, "num_freqs": 4, "time_dim": 8}
 
 
@@ -51,7 +51,7 @@ def batch_of(*crystals, csp: bool = True) -> dict:
     if csp:
         batch["cond"] = {"types": z}
     else:
-        batch["types"] = z
+        batch["types"] = z - 1  # the type classes of data.atomic_number_to_class
     return batch
 
 
