@@ -131,7 +131,13 @@ class SingleCellSampler(Sampler):
         if rep in adata.obsm:
             matrix = np.asarray(adata.obsm[rep], dtype=np.float32)
         else:
-            table = adata if rep == "X" else adata.layers[rep]
+            if rep != "X" and rep not in adata.layers:
+                raise ValueError(
+                    f"source: the model reads representation {rep!r} (X, a layer or an obsm "
+                    f"key), which this AnnData lacks; layers: {list(adata.layers)}, obsm: "
+                    f"{list(adata.obsm)}"
+                )
+            table = adata.X if rep == "X" else adata.layers[rep]
             needed = Preprocessor.from_state(preprocessor).features_in if preprocessor else None
             needed = needed or info["features"]
             missing = [n for n in needed if n not in adata.var_names]
@@ -141,7 +147,7 @@ class SingleCellSampler(Sampler):
                     f"e.g. {missing[:5]}"
                 )
             columns = adata.var_names.get_indexer(needed)
-            matrix = (adata.X if rep == "X" else table)[:, columns]
+            matrix = table[:, columns]
             matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
         if preprocessor is not None:
             matrix = Preprocessor.from_state(preprocessor).transform(matrix)

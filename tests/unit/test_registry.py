@@ -9,7 +9,7 @@ import sciflow.registry as registry
 from sciflow.registry import DomainPlugin
 
 SCIENCE_DOMAINS = ("crystal", "medical", "protein", "satellite", "singlecell")
-AVAILABLE_DOMAINS = ("crystal", "protein")
+AVAILABLE_DOMAINS = ("crystal", "protein", "singlecell")
 
 
 def _all_found(name):
