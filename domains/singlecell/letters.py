@@ -134,9 +134,12 @@ def rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def _letter_pair(
+def letter_pair(
     char: str, split: str, rot: int, config: LettersConfig, seed: int
 ) -> PopulationPair:
+    """Population ``<char><rot:02d>`` of ``split``: the letter at its own random rotation, drawn
+    from a generator seeded by ``(seed, split, char, rot)`` (so the same letter and rotation
+    index in another split is another rotation: a held-out population of a seen letter)."""
     from sciflow_domains.singlecell.data import PopulationPair
 
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], ord(char), rot])
@@ -174,7 +177,7 @@ def make_letters(config: LettersConfig | None = None, seed: int = 0) -> Populati
     }
     splits = {
         split: [
-            _letter_pair(ch, split, r, config, seed) for ch in letters for r in range(rotations)
+            letter_pair(ch, split, r, config, seed) for ch in letters for r in range(rotations)
         ]
         for split, (letters, rotations) in plan.items()
     }
