@@ -1,9 +1,9 @@
 #!/bin/bash
-# Trains the checkpoints that benchmarks/crystal/csp.yaml compares, each for the same budget of
-# 6,000 steps at batch 256 on one thread, into runs/crystal/budget6k/<name>/checkpoints:
+# Trains the checkpoints that benchmarks/crystal/csp.yaml compares, each for the budget of the
+# CPU recipe (6,000 steps at batch 256, one thread), into runs/crystal/budget6k/<name>/checkpoints:
 #   bash benchmarks/crystal/train_csp_runs.sh            # all four, one after another
 #   bash benchmarks/crystal/train_csp_runs.sh fm         # one of: crysbfn_s0 crysbfn_s1 no_entropy fm
-# The 12,000-step recipe itself is `sciflow fit --config configs/crystal/perov5_cpu.yaml`.
+# crysbfn_s0 is the recipe `sciflow fit --config configs/crystal/perov5_cpu.yaml` itself.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
