@@ -14,7 +14,7 @@ import torch
 from sciflow.atomic import atomic_write
 from sciflow.engine import Engine
 from sciflow.registry import get_domain, list_domains, require_available
-from sciflow.training.task import CHECKPOINT_KEY, GenerativeTask
+from sciflow.training.task import CHECKPOINT_KEY, TrainingTask
 
 __all__ = ["SampleResult", "Sampler", "list_domains", "load_sampler"]
 
@@ -54,12 +54,16 @@ class SampleResult:
 
 
 class Sampler:
-    """Draws samples from a trained `GenerativeTask` (EMA weights unless ``use_ema=False``)."""
+    """Draws samples from a trained `GenerativeTask` (EMA weights unless ``use_ema=False``).
 
-    def __init__(self, task: GenerativeTask, use_ema: bool = True):
+    Domains whose task has no engine (a `TrainingTask` of direct forecasters) subclass it with
+    their own drawing methods; ``engine`` is then None.
+    """
+
+    def __init__(self, task: TrainingTask, use_ema: bool = True):
         self.task = task.eval()
         self.network = task.sampling_network if use_ema else task.network
-        self.engine = task.engine
+        self.engine = getattr(task, "engine", None)
 
     @property
     def device(self) -> torch.device:
@@ -156,12 +160,12 @@ class Sampler:
         return [{"num_samples": size, "seed": seed + i} for i, size in enumerate(sizes)]
 
 
-def instantiate_model_config(model_config: Mapping) -> GenerativeTask:
+def instantiate_model_config(model_config: Mapping) -> TrainingTask:
     """Build a task from its saved ``{class_path, init_args}`` config (what the CLI resolved)."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(GenerativeTask, "model")
+    parser.add_subclass_arguments(TrainingTask, "model")
     config = parser.parse_object({"model": dict(model_config)})
     return parser.instantiate_classes(config).model
 

@@ -20,7 +20,7 @@ def _lightning_cli(args: list[str]) -> None:
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     from sciflow.training.checkpoint_io import AtomicCheckpointIO
-    from sciflow.training.task import GenerativeTask
+    from sciflow.training.task import TrainingTask
 
     class SciflowCLI(LightningCLI):
         """LightningCLI that records the resolved model config inside every checkpoint."""
@@ -37,7 +37,7 @@ def _lightning_cli(args: list[str]) -> None:
             return trainer
 
     SciflowCLI(
-        GenerativeTask,
+        TrainingTask,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -7,6 +7,7 @@ PLUGIN = DomainPlugin(
     summary="longitudinal medical image prediction with ImageFlowNet (latent neural ODE/SDE)",
     extra="medical",
     requires=("nibabel",),
-    status="planned",
+    status="available",
     module="sciflow_domains.medical",
+    sampler="sciflow_domains.medical.sampler:MedicalSampler",
 )

@@ -6,7 +6,8 @@ PLUGIN = DomainPlugin(
     name="satellite",
     summary="climate-conditioned satellite imagery with EcoMapper (conditional flow matching)",
     extra="satellite",
-    requires=("xarray", "rasterio"),
-    status="planned",
+    requires=("xarray", "rasterio", "skimage"),
+    status="available",
     module="sciflow_domains.satellite",
+    sampler="sciflow_domains.satellite.sampler:SatelliteSampler",
 )

@@ -23,10 +23,7 @@ class SingleCellTask(GenerativeTask):
     """
 
     domain = "singlecell"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.data_info: dict | None = None
+    data_info_key = DATA_INFO_KEY
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -57,11 +54,3 @@ class SingleCellTask(GenerativeTask):
             "cells_per_population": module.cells_per_population,
             "preprocessor": None if data.preprocessor is None else data.preprocessor.state(),
         }
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[DATA_INFO_KEY] = self.data_info
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.data_info = checkpoint.get(DATA_INFO_KEY)

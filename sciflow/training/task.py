@@ -29,13 +29,14 @@ def warmed_up_ema(averaged: list, current: list, num_averaged: torch.Tensor, dec
     torch._foreach_lerp_(averaged, current, 1 - rate)
 
 
-class GenerativeTask(L.LightningModule):
-    """Trains ``network`` with ``engine``'s loss; keeps EMA weights; samples during validation.
+class TrainingTask(L.LightningModule):
+    """What every sciflow LightningModule shares: AdamW with warm-up and cosine decay, a
+    warmed-up EMA of ``self.network``, a warm start from ``init_from``, and checkpoints that
+    keep the domain, the resolved model config and the training wall time (which
+    `sciflow.load_sampler` reads). Subclasses define ``training_step`` and the evaluation steps.
 
     Args:
-        engine: the generative process (components, coupling, time range).
-        network: builds the network from the engine (a class such as ``StateMLP`` given in the
-            config by ``class_path``, or any callable ``engine -> nn.Module`` from Python).
+        network: the trained module (its EMA copy is :attr:`sampling_network`).
         lr, weight_decay: AdamW settings.
         warmup_steps: linear learning-rate warm-up.
         lr_schedule: ``"constant"`` or ``"cosine"`` decay to 0 over the run after warm-up.
@@ -43,42 +44,31 @@ class GenerativeTask(L.LightningModule):
             warmed up: after n updates the decay is min(ema_decay, (1 + n)/(10 + n)), so a short
             run's EMA is not dominated by the initial weights (0.999 without warm-up keeps half
             of them after 700 steps).
-        val_num_samples: if > 0, at the end of each validation (and test) epoch draw this many
-            samples with the EMA network and log W2 and MMD against as many held-out points
-            (dense engines only).
-        val_num_steps, val_solver: sampler settings for that sampling (``None``: the engine's
-            default — 50 Euler steps for flow matching, the training n and "vanilla" for
-            Bayesian flows).
         init_from: a ``sciflow fit`` checkpoint whose weights start this run's network and EMA
             (its EMA weights when it has them); the optimiser starts fresh. This is the warm
             start of fine-tuning, e.g. rectified flow. It is applied when fitting begins, before
             a ``--ckpt_path`` resume restores the run's own weights, and never when sampling.
+
+    A domain task that describes its data for the sampler (features, normalisers, sizes) sets
+    ``data_info_key``; ``self.data_info`` (None until set, e.g. in ``setup``) then travels in
+    checkpoints under that key.
     """
 
     domain = "toy"
+    #: Checkpoint key of ``self.data_info`` (None: the task keeps no data description).
+    data_info_key: str | None = None
 
     def __init__(
         self,
-        engine: GenerativeEngine,
-        network: Callable[[GenerativeEngine], nn.Module],
+        network: nn.Module,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         ema_decay: float = 0.999,
-        val_num_samples: int = 0,
-        val_num_steps: int | None = None,
-        val_solver: str | None = None,
         init_from: str | None = None,
     ):
         super().__init__()
-        if val_num_samples > 0 and any(
-            comp.layout != "dense" for comp in engine.components.values()
-        ):
-            raise ValueError(
-                "val_num_samples: sampling metrics in validation need dense parts (one event per "
-                "sample); set val_num_samples: 0 for padded or indexed parts"
-            )
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay!r}")
         if lr_schedule not in ("constant", "cosine"):
@@ -88,18 +78,10 @@ class GenerativeTask(L.LightningModule):
         # resumption try to rebuild the model from an incomplete copy of it.
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.lr_schedule, self.ema_decay = lr_schedule, ema_decay
-        self.val_num_samples, self.val_num_steps, self.val_solver = (
-            val_num_samples,
-            val_num_steps,
-            val_solver,
-        )
         self.init_from = init_from
-        self.engine = engine
-        self.network = network(engine)
-        if not isinstance(self.network, nn.Module):
-            raise TypeError(
-                f"network: expected a callable returning nn.Module, got {self.network!r}"
-            )
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"network: expected an nn.Module, got {network!r}")
+        self.network = network
         self.ema = (
             AveragedModel(self.network, multi_avg_fn=partial(warmed_up_ema, decay=ema_decay))
             if ema_decay > 0
@@ -111,16 +93,13 @@ class GenerativeTask(L.LightningModule):
         #: Wall-clock seconds spent fitting, summed over resumed runs; saved in checkpoints.
         self.train_seconds = 0.0
         self._fit_started: float | None = None
-        self._val_reference: list[dict[str, torch.Tensor]] = []
+        self.data_info: dict | None = None
 
     # -- networks -----------------------------------------------------------------------------
     @property
     def sampling_network(self) -> nn.Module:
         """The EMA network when EMA is on, else the trained one."""
         return self.ema.module if self.ema is not None else self.network
-
-    def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
-        return self.network(x_t, t, context or {})
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.init_from is not None:
@@ -173,14 +152,116 @@ class GenerativeTask(L.LightningModule):
             return self.train_seconds
         return self.train_seconds + time.monotonic() - self._fit_started
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.network)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        warmup = self.warmup_steps
+        cosine = self.lr_schedule == "cosine"
+        total = max(int(self.trainer.estimated_stepping_batches), 1) if cosine else 0
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "domain": self.domain,
+            "model_config": self.model_config,
+            "train_seconds": self._elapsed_train_seconds(),
+        }
+        if self.data_info_key is not None:
+            checkpoint[self.data_info_key] = self.data_info
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get(CHECKPOINT_KEY, {})
+        self.model_config = meta.get("model_config")
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+        if self.data_info_key is not None:
+            self.data_info = checkpoint.get(self.data_info_key)
+
+
+class GenerativeTask(TrainingTask):
+    """Trains ``network`` with ``engine``'s loss; keeps EMA weights; samples during validation.
+
+    Args:
+        engine: the generative process (components, coupling, time range).
+        network: builds the network from the engine (a class such as ``StateMLP`` given in the
+            config by ``class_path``, or any callable ``engine -> nn.Module`` from Python).
+        lr, weight_decay, warmup_steps, lr_schedule, ema_decay, init_from: as in
+            :class:`TrainingTask`.
+        val_num_samples: if > 0, at the end of each validation (and test) epoch draw this many
+            samples with the EMA network and log W2 and MMD against as many held-out points
+            (dense engines only).
+        val_num_steps, val_solver: sampler settings for that sampling (``None``: the engine's
+            default — 50 Euler steps for flow matching, the training n and "vanilla" for
+            Bayesian flows).
+    """
+
+    def __init__(
+        self,
+        engine: GenerativeEngine,
+        network: Callable[[GenerativeEngine], nn.Module],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_schedule: Literal["constant", "cosine"] = "cosine",
+        ema_decay: float = 0.999,
+        val_num_samples: int = 0,
+        val_num_steps: int | None = None,
+        val_solver: str | None = None,
+        init_from: str | None = None,
+    ):
+        if val_num_samples > 0 and any(
+            comp.layout != "dense" for comp in engine.components.values()
+        ):
+            raise ValueError(
+                "val_num_samples: sampling metrics in validation need dense parts (one event per "
+                "sample); set val_num_samples: 0 for padded or indexed parts"
+            )
+        built = network(engine)
+        if not isinstance(built, nn.Module):
+            raise TypeError(f"network: expected a callable returning nn.Module, got {built!r}")
+        super().__init__(
+            built,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            lr_schedule=lr_schedule,
+            ema_decay=ema_decay,
+            init_from=init_from,
+        )
+        self.val_num_samples, self.val_num_steps, self.val_solver = (
+            val_num_samples,
+            val_num_steps,
+            val_solver,
+        )
+        self.engine = engine
+        self._val_reference: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, x_t: dict, t: torch.Tensor, context: dict | None = None) -> dict:
+        return self.network(x_t, t, context or {})
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.engine.loss(self.network, batch)
         self._log_loss("train", loss, batch_size(*split_batch(batch)))
         return loss.total
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
-            self.ema.update_parameters(self.network)
 
     def _evaluation_step(self, stage: str, batch: dict, batch_idx: int) -> torch.Tensor:
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
@@ -231,39 +312,3 @@ class GenerativeTask(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
-
-    # -- optimisation -------------------------------------------------------------------------
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(
-            self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
-        warmup = self.warmup_steps
-        cosine = self.lr_schedule == "cosine"
-        total = max(int(self.trainer.estimated_stepping_batches), 1) if cosine else 0
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if not cosine:
-                return 1.0
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
-
-    # -- checkpoints --------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = {
-            "domain": self.domain,
-            "model_config": self.model_config,
-            "train_seconds": self._elapsed_train_seconds(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        meta = checkpoint.get(CHECKPOINT_KEY, {})
-        self.model_config = meta.get("model_config")
-        self.train_seconds = float(meta.get("train_seconds", 0.0))
