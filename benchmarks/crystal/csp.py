@@ -183,7 +183,7 @@ def run(params: dict, out: Path) -> Report:
         label = {"prototype": "ideal cubic ABX3 prototype", "random": "random positions"}[name]
         metrics = match_rate_and_rmse(_baseline(name, targets, params["seed"]), targets)
         baselines.append({"model": f"{label} (no learning)", **metrics})
-    plot = out / f"crystal_csp_{params['dataset']}.png"
+    plot = out / params.get("plot", f"crystal_csp_{params['dataset']}.png")
     title = f"CSP on {params['dataset']} {params['split']} ({len(targets)} compositions)"
     _plot(rows, baselines, plot, title)
     markdown = (
