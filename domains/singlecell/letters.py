@@ -176,9 +176,7 @@ def make_letters(config: LettersConfig | None = None, seed: int = 0) -> Populati
         "test": (config.test_letters, config.num_heldout_rotations),
     }
     splits = {
-        split: [
-            letter_pair(ch, split, r, config, seed) for ch in letters for r in range(rotations)
-        ]
+        split: [letter_pair(ch, split, r, config, seed) for ch in letters for r in range(rotations)]
         for split, (letters, rotations) in plan.items()
     }
     return PopulationData.from_splits(splits, conditions=(CONDITION,), features=("x", "y"))
