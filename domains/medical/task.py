@@ -11,8 +11,6 @@ data and keeps a description of the data in the checkpoint (:data:`DATA_INFO_KEY
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from sciflow_domains.medical.nets import Forecaster, later_visits
 
@@ -35,27 +33,10 @@ class ForecastTask(TrainingTask):
     domain = "medical"
     data_info_key = DATA_INFO_KEY
 
-    def __init__(
-        self,
-        network: Forecaster,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        lr_schedule: Literal["constant", "cosine"] = "cosine",
-        ema_decay: float = 0.999,
-        init_from: str | None = None,
-    ):
+    def __init__(self, network: Forecaster, **kwargs):
         if not isinstance(network, Forecaster):
             raise TypeError(f"network: expected a medical Forecaster, got {type(network).__name__}")
-        super().__init__(
-            network,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            lr_schedule=lr_schedule,
-            ema_decay=ema_decay,
-            init_from=init_from,
-        )
+        super().__init__(network, **kwargs)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
