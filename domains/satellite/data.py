@@ -60,6 +60,8 @@ from sciflow_domains.satellite.datasets import (
 from sciflow_domains.satellite.io import crop_centres, read_tile, square_crops
 from torch.utils.data import DataLoader, Dataset
 
+from sciflow.data.splits import split_groups
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
@@ -134,35 +136,16 @@ def split_by_location(
     val_fraction: float = 0.0,
     seed: int = 0,
 ) -> dict[str, list[TileRecord]]:
-    """Whole locations to train/val/test: the listed ones, else ``round(fraction · n)`` (at least
-    one for a positive fraction) drawn with ``seed`` from the sorted location ids."""
-    names = sorted({r.location_id for r in records})
-    for label, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{label}: expected a float in [0, 1), got {frac!r}")
-    chosen: dict[str, list[str]] = {}
-    for label, listed in (("test", test_locations), ("val", val_locations)):
-        if listed is not None:
-            unknown = sorted({str(n) for n in listed} - set(names))
-            if unknown:
-                raise ValueError(f"{label}_locations: unknown {unknown}; available: {names}")
-            chosen[label] = sorted({str(n) for n in listed})
-    both = set(chosen.get("test", [])) & set(chosen.get("val", []))
-    if both:
-        raise ValueError(f"test_locations/val_locations: {sorted(both)} listed in both")
-    taken = set(chosen.get("test", [])) | set(chosen.get("val", []))
-    rest = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    rest = [n for n in rest if n not in taken]
-    for label, frac in (("test", test_fraction), ("val", val_fraction)):
-        if label not in chosen:
-            count = max(1, round(frac * len(names))) if frac > 0 else 0
-            chosen[label], rest = rest[:count], rest[count:]
-    if not rest:
-        raise ValueError(f"no training location left among {names}; lower the fractions")
-    owner = {n: s for s in ("test", "val") for n in chosen[s]}
+    """Whole locations to train/val/test (:func:`sciflow.data.split_groups`: the listed ones,
+    else ``round(fraction · n)``, at least one for a positive fraction, drawn with ``seed``)."""
+    groups = split_groups(
+        [r.location_id for r in records], test_locations, val_locations,
+        test_fraction, val_fraction, seed, kind="location",
+    )  # fmt: skip
+    owner = {name: split for split, names in groups.items() for name in names}
     out = {s: [] for s in SPLITS}
     for rec in records:
-        out[owner.get(rec.location_id, "train")].append(rec)
+        out[owner[rec.location_id]].append(rec)
     return out
 
 

@@ -58,6 +58,7 @@ from scipy import sparse
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sciflow.data.registry import data_dir
+from sciflow.data.splits import split_groups
 
 log = logging.getLogger(__name__)
 
@@ -204,46 +205,9 @@ def split_populations(
     val_fraction: float = 0.0,
     seed: int = 0,
 ) -> dict[str, list[str]]:
-    """Assign whole populations to ``train`` / ``val`` / ``test``.
-
-    Explicit ``test`` / ``val`` lists win over the fractions; the populations not listed are
-    shuffled with ``seed`` (from their sorted order) and ``round(fraction · n)`` of them go to
-    the split (at least one when the fraction is > 0). Every split's list is sorted.
-    """
-    names = sorted({str(n) for n in names})
-    for label, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{label}: expected a float in [0, 1), got {frac!r}")
-    chosen: dict[str, list[str]] = {}
-    for label, listed in (("test", test), ("val", val)):
-        if listed is None:
-            continue
-        listed = [str(n) for n in listed]
-        unknown = sorted(set(listed) - set(names))
-        if unknown:
-            raise ValueError(
-                f"{label}_populations: unknown population(s) {unknown}; available: {names}"
-            )
-        chosen[label] = sorted(set(listed))
-    if "test" in chosen and "val" in chosen:
-        both = sorted(set(chosen["test"]) & set(chosen["val"]))
-        if both:
-            raise ValueError(
-                f"population(s) {both} are in both test_populations and val_populations"
-            )
-    rest = [n for n in names if n not in set(chosen.get("test", [])) | set(chosen.get("val", []))]
-    order = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
-    for label, frac in (("test", test_fraction), ("val", val_fraction)):
-        if label not in chosen:
-            count = max(1, round(frac * len(names))) if frac > 0 else 0
-            chosen[label], order = sorted(order[:count]), order[count:]
-    train = sorted(order)
-    if not train:
-        raise ValueError(
-            f"no training population left among {len(names)}: test={chosen['test']}, "
-            f"val={chosen['val']}; lower the fractions or list fewer held-out populations"
-        )
-    return {"train": train, "val": chosen["val"], "test": chosen["test"]}
+    """Assign whole populations to ``train`` / ``val`` / ``test``
+    (:func:`sciflow.data.split_groups`: explicit lists win, the rest is shuffled with ``seed``)."""
+    return split_groups(names, test, val, test_fraction, val_fraction, seed, kind="population")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Datasets: a registry of remote files with checksums, and their download into the data folder."""
+"""Datasets: a registry of remote files with checksums, their download into the data folder, and
+group splits."""
 
 from sciflow.data.download import fetch, sha256sum
 from sciflow.data.registry import (
@@ -11,6 +12,7 @@ from sciflow.data.registry import (
     list_datasets,
     register_dataset,
 )
+from sciflow.data.splits import split_groups
 
 __all__ = [
     "DatasetSpec",
@@ -23,4 +25,5 @@ __all__ = [
     "list_datasets",
     "register_dataset",
     "sha256sum",
+    "split_groups",
 ]

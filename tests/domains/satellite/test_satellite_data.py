@@ -50,7 +50,7 @@ def test_location_split_keeps_locations_whole(ecomapper_root):
         assert len(owners["train"] | owners["val"] | owners["test"]) == 3
     listed = split_by_location(records, test_locations=["20"], test_fraction=0.0)
     assert {r.location_id for r in listed["test"]} == {"20"} and not listed["val"]
-    with pytest.raises(ValueError, match=r"test_locations: unknown \['99'\]"):
+    with pytest.raises(ValueError, match=r"test_locations: unknown location\(s\) \['99'\]"):
         split_by_location(records, test_locations=["99"])
     with pytest.raises(ValueError, match="no training location left"):
         split_by_location(records, test_locations=["10", "20"], val_locations=["30"])

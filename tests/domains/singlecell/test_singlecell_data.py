@@ -17,7 +17,6 @@ from sciflow_domains.singlecell.data import (
     PopulationPairDataset,
     collate_populations,
     load_populations,
-    split_populations,
 )
 from sciflow_domains.singlecell.letters import LettersConfig
 from sciflow_domains.singlecell.preprocess import PreprocessConfig, Preprocessor
@@ -115,58 +114,6 @@ def test_representations_layer_and_obsm(make_adata):
     np.testing.assert_array_equal(pair.source, adata.X[rows] * 2)
     emb = load(adata, rep="X_emb")
     assert emb.features == ("X_emb_1", "X_emb_2", "X_emb_3", "X_emb_4", "X_emb_5")
-
-
-# --- population splits ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize(("test_fraction", "val_fraction"), [(0.25, 0.0), (0.2, 0.2), (0.5, 0.1)])
-def test_split_is_a_partition_of_populations(seed, test_fraction, val_fraction):
-    names = [f"pop{i}" for i in range(11)]
-    fractions = dict(test_fraction=test_fraction, val_fraction=val_fraction)
-    split = split_populations(names, **fractions, seed=seed)
-    parts = [set(split[s]) for s in ("train", "val", "test")]
-    assert set().union(*parts) == set(names)
-    assert sum(len(p) for p in parts) == len(names)
-    assert len(split["test"]) == max(1, round(test_fraction * 11))
-    assert split_populations(names, **fractions, seed=seed) == split
-
-
-def test_explicit_split_lists_and_their_errors():
-    names = ["a", "b", "c", "d"]
-    split = split_populations(names, test=["d", "b"], val=["a"])
-    assert split == {"train": ["c"], "val": ["a"], "test": ["b", "d"]}
-    with pytest.raises(ValueError, match=r"unknown population\(s\) \['z'\]; available"):
-        split_populations(names, test=["z"])
-    with pytest.raises(ValueError, match=r"\['b'\] are in both"):
-        split_populations(names, test=["b"], val=["b"])
-    with pytest.raises(ValueError, match="no training population left"):
-        split_populations(names, test=["a", "b"], val=["c", "d"])
-
-
-def test_population_cells_never_cross_splits(make_adata):
-    adata = make_adata(num_populations=7, treatments=("drug", "other"))
-    data = load(adata, test_fraction=0.3, val_fraction=0.15, seed=3)
-    owner = {}
-    for split, pairs in data.splits.items():
-        for pair in pairs:
-            assert owner.setdefault(pair.population, split) == split
-            # every cell of the population (per condition) is in this pair, none elsewhere
-            pop = (adata.obs["population"] == pair.population).to_numpy()
-            for names, cond in ((pair.source_names, "ctrl"), (pair.target_names, pair.condition)):
-                expected = adata.obs_names[pop & (adata.obs["condition"] == cond).to_numpy()]
-                assert sorted(names) == sorted(expected)
-    assert set(owner.values()) == {"train", "val", "test"}
-    assert len(owner) == 7 and len(data.splits["train"]) == 2 * sum(
-        s == "train" for s in owner.values()
-    )
-    train_ids = {p.population_id for p in data.splits["train"]}
-    assert train_ids == set(range(data.num_train_populations))
-    with pytest.raises(ValueError, match="is in splits 'train' and 'test'"):
-        PopulationData.from_splits(
-            {"train": data.splits["train"], "test": data.splits["train"][:1]}, ["drug"], ["f"]
-        )
 
 
 # --- preprocessing --------------------------------------------------------------------------
