@@ -1,0 +1,36 @@
+#!/bin/bash
+# Trains the checkpoints the medical benchmarks compare beyond the configs' own runs, one thread
+# each, with SCIFLOW_DATA_DIR set (see synthprog.yaml and ms_pairs.yaml):
+#   bash benchmarks/medical/train_runs.sh                       # everything below, in order
+#   bash benchmarks/medical/train_runs.sh ifn_s1 lopo_patient03 # some of them
+# ifn_s1, ifn_s2: training seeds 1 and 2 of configs/medical/imageflownet_synthprog.yaml (seed 0 is
+#   the config's own run), in runs/medical/imageflownet_synthprog_s<k>;
+# lopo_patient03, lopo_patient12, lopo_patient19: the leave-one-patient-out folds of
+#   configs/medical/imageflownet_ms_pairs.yaml (patient01 is the config's own fold), in
+#   runs/medical/imageflownet_ms_pairs_lopo_<patient>.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+train() {  # DIR CONFIG ARGS...
+  local dir=$1 config=$2
+  shift 2
+  local checkpoint='[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": "'$dir'/checkpoints", "save_last": true, "save_top_k": 1, "save_on_train_epoch_end": true}}]'
+  sciflow fit --config "$config" --trainer.default_root_dir "$dir" --trainer.callbacks "$checkpoint" "$@"
+}
+lopo() {  # TEST_PATIENT VAL_PATIENT
+  train "runs/medical/imageflownet_ms_pairs_lopo_$1" configs/medical/imageflownet_ms_pairs.yaml \
+    --data.init_args.test_patients "[$1]" --data.init_args.val_patients "[$2]"
+}
+run() {
+  case $1 in
+    ifn_s1) train runs/medical/imageflownet_synthprog_s1 configs/medical/imageflownet_synthprog.yaml --seed_everything 1 ;;
+    ifn_s2) train runs/medical/imageflownet_synthprog_s2 configs/medical/imageflownet_synthprog.yaml --seed_everything 2 ;;
+    lopo_patient03) lopo patient03 patient12 ;;
+    lopo_patient12) lopo patient12 patient19 ;;
+    lopo_patient19) lopo patient19 patient01 ;;
+    *) echo "unknown run $1; expected ifn_s1 ifn_s2 lopo_patient03 lopo_patient12 lopo_patient19" >&2; exit 2 ;;
+  esac
+}
+for name in "${@:-ifn_s1 ifn_s2 lopo_patient03 lopo_patient12 lopo_patient19}"; do
+  for one in $name; do run "$one"; done
+done
