@@ -253,6 +253,7 @@ def _what_if(sampler, ctx: Context, params: dict) -> dict:
     out = {}
     for field, (low, high) in cfg["fields"].items():
         values = np.linspace(low, high, cfg["num_values"])
+        print(f"what-if {field}: {len(values)} values x {len(tiles)} conditions", flush=True)
         frames = []
         for k, chunk in enumerate(_chunks(len(tiles), params["batch_size"])):
             kwargs = _condition_kwargs(kind, tiles, chunk)
