@@ -3,8 +3,8 @@
 # each, with SCIFLOW_DATA_DIR set (see synthprog.yaml and ms_pairs.yaml):
 #   bash benchmarks/medical/train_runs.sh                       # everything below, in order
 #   bash benchmarks/medical/train_runs.sh ifn_s1 lopo_patient03 # some of them
-# ifn_s1, ifn_s2: training seeds 1 and 2 of configs/medical/imageflownet_synthprog.yaml (seed 0 is
-#   the config's own run), in runs/medical/imageflownet_synthprog_s<k>;
+# ifn_s<k>: training seed k of configs/medical/imageflownet_synthprog.yaml (seed 0 is the config's
+#   own run), in runs/medical/imageflownet_synthprog_s<k>; the default list trains seed 1;
 # lopo_patient03, lopo_patient12, lopo_patient19: the leave-one-patient-out folds of
 #   configs/medical/imageflownet_ms_pairs.yaml (patient01 is the config's own fold), in
 #   runs/medical/imageflownet_ms_pairs_lopo_<patient>.
@@ -23,14 +23,14 @@ lopo() {  # TEST_PATIENT VAL_PATIENT
 }
 run() {
   case $1 in
-    ifn_s1) train runs/medical/imageflownet_synthprog_s1 configs/medical/imageflownet_synthprog.yaml --seed_everything 1 ;;
-    ifn_s2) train runs/medical/imageflownet_synthprog_s2 configs/medical/imageflownet_synthprog.yaml --seed_everything 2 ;;
+    ifn_s[1-9]*) train "runs/medical/imageflownet_synthprog_s${1#ifn_s}" configs/medical/imageflownet_synthprog.yaml \
+      --seed_everything "${1#ifn_s}" ;;
     lopo_patient03) lopo patient03 patient12 ;;
     lopo_patient12) lopo patient12 patient19 ;;
     lopo_patient19) lopo patient19 patient01 ;;
-    *) echo "unknown run $1; expected ifn_s1 ifn_s2 lopo_patient03 lopo_patient12 lopo_patient19" >&2; exit 2 ;;
+    *) echo "unknown run $1; expected ifn_s<k> lopo_patient03 lopo_patient12 lopo_patient19" >&2; exit 2 ;;
   esac
 }
-for name in "${@:-ifn_s1 ifn_s2 lopo_patient03 lopo_patient12 lopo_patient19}"; do
+for name in "${@:-ifn_s1 lopo_patient03 lopo_patient12 lopo_patient19}"; do
   for one in $name; do run "$one"; done
 done
