@@ -64,10 +64,6 @@ def _predict(sampler, compositions: list[str], options: dict, batch_size: int) -
     return structures, (time.process_time() - start) / len(compositions)
 
 
-def _global_step(checkpoint: str) -> int:
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
-
-
 def _model_rows(name: str, spec: dict, compositions, targets, params: dict) -> list[dict]:
     """One row per step count: the metrics of every training seed's checkpoint."""
     checkpoints = spec["checkpoints"]
@@ -78,7 +74,7 @@ def _model_rows(name: str, spec: dict, compositions, targets, params: dict) -> l
         {
             "checkpoint": path,
             "train_minutes": s.task.train_seconds / 60 or None,
-            "train_steps": _global_step(path),
+            "train_steps": s.task.trained_steps,
         }
         for path, s in zip(checkpoints, samplers, strict=True)
     ]

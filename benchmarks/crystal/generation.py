@@ -95,10 +95,8 @@ def _generate(checkpoint: str, params: dict) -> tuple[list[Structure], float, di
         res = sampler.sample(num_samples=min(size, total - i), seed=params["seed"] + i, **options)
         structures += res.to_structures()
     cpu = (time.process_time() - start) / total
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     facts = {
-        "global_step": int(state.get("global_step", -1)),
-        "epoch": int(state.get("epoch", -1)),
+        "global_step": sampler.task.trained_steps,
         "num_steps": options.get("num_steps", sampler.engine.num_steps),
         "solver": params.get("solver") or "vanilla",
     }

@@ -92,6 +92,8 @@ class TrainingTask(L.LightningModule):
         self.model_config: dict | None = None
         #: Wall-clock seconds spent fitting, summed over resumed runs; saved in checkpoints.
         self.train_seconds = 0.0
+        #: Optimizer steps of the checkpoint this task was loaded from (None before any load).
+        self.trained_steps: int | None = None
         self._fit_started: float | None = None
         self.data_info: dict | None = None
 
@@ -193,6 +195,7 @@ class TrainingTask(L.LightningModule):
         meta = checkpoint.get(CHECKPOINT_KEY, {})
         self.model_config = meta.get("model_config")
         self.train_seconds = float(meta.get("train_seconds", 0.0))
+        self.trained_steps = int(checkpoint["global_step"]) if "global_step" in checkpoint else None
         if self.data_info_key is not None:
             self.data_info = checkpoint.get(self.data_info_key)
 

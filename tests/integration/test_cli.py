@@ -210,7 +210,8 @@ def test_training_resumes_from_last_checkpoint(trained_checkpoint, tmp_path):
     # Training wall time is kept in checkpoints and adds up over resumed runs.
     first = state["sciflow"]["train_seconds"]
     assert 0 < first < resumed["sciflow"]["train_seconds"]
-    assert sciflow.load_sampler(trained_checkpoint).task.train_seconds == first
+    loaded = sciflow.load_sampler(trained_checkpoint).task
+    assert loaded.train_seconds == first and loaded.trained_steps == state["global_step"]
 
 
 def test_domains_command_lists_the_plugins(capsys):
