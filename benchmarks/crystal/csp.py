@@ -13,7 +13,8 @@ CDVAE protocol). Baselines on the same compositions:
 
 Reported per model and step count: match rate and RMSE (mean and spread over training seeds),
 invalid predictions, CPU seconds per structure, and the training wall time and steps read from
-the checkpoints.
+the checkpoints. A model entry's optional ``line`` names the curve of the match-rate plot it
+belongs to (default: its own name), so models trained for different n form one curve.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _model_rows(name: str, spec: dict, compositions, targets, params: dict) -> l
             runs.append({**metrics, "cpu_seconds_per_structure": cpu})
         trained_n = getattr(samplers[0].task.engine, "num_steps", None)
         rows.append(_summarise(name, steps or trained_n, runs, training))
+        rows[-1]["line"] = spec.get("line", name)
         print(f"{name} n={rows[-1]['num_steps']}: match {rows[-1]['match_rate']:.3f}", flush=True)
     return rows
 
@@ -112,8 +114,8 @@ def _summarise(name: str, steps: int | None, runs: list[dict], training: list[di
 
 def _plot(rows: list[dict], baselines: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for name in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == name]
+    for name in dict.fromkeys(r["line"] for r in rows):
+        mine = [r for r in rows if r["line"] == name]
         ax.errorbar(
             [r["num_steps"] for r in mine],
             [r["match_rate"] for r in mine],
@@ -166,7 +168,7 @@ def run(params: dict, out: Path) -> Report:
     targets = _targets(params)
     compositions = [_formula(s) for s in targets]
     rows = []
-    for name, spec in params["models"].items():
+    for name, spec in params.get("models", {}).items():
         missing = [p for p in spec["checkpoints"] if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(

@@ -145,6 +145,17 @@ def _table(rows: list[dict], first: str, extra: tuple = ()) -> str:
     return "\n".join(lines)
 
 
+def _published(params: dict) -> str:
+    """The papers' figures for ``dataset`` (``published`` rows), or nothing without them."""
+    if not params.get("published"):
+        return ""
+    return (
+        f"Published {params['dataset']} figures (10 000 samples, full train split, GPU; "
+        "`shared/docs/methods/crystal.md` §2.3, † from secondary copies of the paper's table):"
+        "\n\n" + _table(params["published"], "model (paper)") + "\n\n"
+    )
+
+
 def run(params: dict, out: Path) -> Report:
     torch.set_num_threads(int(params.get("threads", 1)))
     out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +166,7 @@ def run(params: dict, out: Path) -> Report:
     metric_options = {"dataset": dataset, "n_samples": params["n_wdist"], "seed": seed,
                       "n_jobs": params["n_jobs"]}  # fmt: skip
     candidates: dict[str, tuple[list[Structure], float | None, dict]] = {}
-    for name, spec in params["models"].items():
+    for name, spec in params.get("models", {}).items():
         candidates[name] = _generate(spec["checkpoint"], {**params, **spec})
     candidates["random crystals (floor)"] = (_random_crystals(train, num, seed), None, {})
     candidates["training crystals (ceiling)"] = (_training_crystals(train, num, seed), None, {})
@@ -166,12 +177,15 @@ def run(params: dict, out: Path) -> Report:
         rows.append({"model": name, "cpu_seconds_per_crystal": cpu, **facts, **metrics})
         features[name] = feats
         print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k, _, _ in _COLUMNS), flush=True)
-    plot = out / "crystal_generation.png"
+    plot = out / params.get("plot", "crystal_generation.png")
     _plot(plot, features, f"{dataset}: generated ({num} each) vs {params['test_split']}")
-    models = ", ".join(
-        f"`{name}` = {spec['checkpoint']} (step {row['global_step']}, n = {row['num_steps']}, "
-        f"solver {row['solver']})"
-        for (name, spec), row in zip(params["models"].items(), rows, strict=False)
+    models = (
+        ", ".join(
+            f"`{name}` = {spec['checkpoint']} (step {row['global_step']}, n = {row['num_steps']}, "
+            f"solver {row['solver']})"
+            for (name, spec), row in zip(params.get("models", {}).items(), rows, strict=False)
+        )
+        or "none"
     )
     markdown = (
         f"{num} crystals per row, scored against all {len(test)} crystals of {dataset} "
@@ -182,11 +196,7 @@ def run(params: dict, out: Path) -> Report:
         f"{params['train_split']} split (ceiling).\n\n"
         + _table(rows, "model", _EXTRA)
         + f"\n\n![density and number of elements]({plot.name})\n\n"
-        + "Published Perov-5 figures (10 000 samples, full train split, GPU; "
-        + "`shared/docs/methods/crystal.md` §2.3, † from secondary copies of the paper's table):"
-        + "\n\n"
-        + _table(params.get("published", []), "model (paper)")
-        + "\n\n"
+        + _published(params)
         + params.get("notes", "").strip()
     )
     return Report(results={"rows": rows}, markdown=markdown, plots=[str(plot)])

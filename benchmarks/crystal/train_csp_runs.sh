@@ -1,18 +1,24 @@
 #!/bin/bash
-# Trains the checkpoints that benchmarks/crystal/csp.yaml compares, each for the budget of the
-# CPU recipe (6,000 steps at batch 256, one thread), into runs/crystal/budget6k/<name>/checkpoints:
-#   bash benchmarks/crystal/train_csp_runs.sh            # all four, one after another
-#   bash benchmarks/crystal/train_csp_runs.sh fm         # one of: crysbfn_s0 crysbfn_s1 no_entropy fm
-# crysbfn_s0 is the recipe `sciflow fit --config configs/crystal/perov5_cpu.yaml` itself.
+# Trains the checkpoints that benchmarks/crystal/csp.yaml compares, each with the CPU recipe of
+# configs/crystal/perov5_cpu.yaml (6,000 steps at batch 128, constant learning rate, one thread),
+# into runs/crystal/csp/<name>/checkpoints:
+#   bash benchmarks/crystal/train_csp_runs.sh            # all of them, one after another
+#   bash benchmarks/crystal/train_csp_runs.sh fm n50     # some of them (names below)
+# names: crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k.
+# crysbfn_s0 is the recipe `sciflow fit --config configs/crystal/perov5_cpu.yaml` itself; n50 and
+# n100 train CrysBFN with n = 50 / 100 steps (its accuracy schedule is tied to n, so sampling with
+# more steps needs a model trained with them); steps12k is the recipe trained twice as long
+# (12,000 steps, about 26 CPU-minutes), a point of its learning curve.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
-train() {  # NAME SEED CONFIG...
-  local name=$1 seed=$2 dir=runs/crystal/budget6k/$1 args=()
+train() {  # NAME SEED CONFIG... [-- MORE SCIFLOW FIT ARGUMENTS]
+  local name=$1 seed=$2 dir=runs/crystal/csp/$1 args=()
   shift 2
-  for config in "$@"; do args+=(--config "$config"); done
+  while (($#)) && [[ $1 != -- ]]; do args+=(--config "$1"); shift; done
+  (($#)) && shift && args+=("$@")
   local checkpoint='[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": "'$dir'/checkpoints", "save_last": true, "save_top_k": 1, "save_on_train_epoch_end": true}}]'
-  sciflow fit "${args[@]}" --seed_everything "$seed" --trainer.max_steps 6000 \
+  sciflow fit "${args[@]}" --seed_everything "$seed" \
     --trainer.default_root_dir "$dir" --trainer.callbacks "$checkpoint"
 }
 run() {
@@ -21,9 +27,12 @@ run() {
     crysbfn_s1) train crysbfn_s1 1 configs/crystal/perov5_cpu.yaml ;;
     no_entropy) train no_entropy 0 configs/crystal/perov5_cpu.yaml configs/crystal/perov5_cpu_no_entropy.yaml ;;
     fm) train fm 0 configs/crystal/fm_csp_perov5_cpu.yaml ;;
-    *) echo "unknown run $1; expected crysbfn_s0 crysbfn_s1 no_entropy fm" >&2; exit 2 ;;
+    n50 | n100) train "$1" 0 configs/crystal/perov5_cpu.yaml \
+      -- --model.init_args.engine.init_args.num_steps "${1#n}" ;;
+    steps12k) train steps12k 0 configs/crystal/perov5_cpu.yaml -- --trainer.max_steps 12000 ;;
+    *) echo "unknown run $1; expected crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k" >&2; exit 2 ;;
   esac
 }
-for name in "${@:-crysbfn_s0 crysbfn_s1 no_entropy fm}"; do
+for name in "${@:-crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k}"; do
   for one in $name; do run "$one"; done
 done
