@@ -36,6 +36,7 @@ from sciflow_domains.crystal.data import (  # noqa: E402
     find_split,
     load_crystals,
 )
+from sciflow_domains.crystal.nets import segment_mean  # noqa: E402
 
 from sciflow.api import load_sampler  # noqa: E402
 from sciflow.engine import split_batch  # noqa: E402
@@ -100,8 +101,8 @@ def _centred_error(estimate: torch.Tensor, truth: torch.Tensor, index: torch.Ten
     diff = diff - torch.round(diff)
     angle = 2 * math.pi * diff
     crystals = int(index.max()) + 1
-    sin = torch.zeros(crystals, 3, dtype=diff.dtype).index_add_(0, index, torch.sin(angle))
-    cos = torch.zeros(crystals, 3, dtype=diff.dtype).index_add_(0, index, torch.cos(angle))
+    sin = segment_mean(torch.sin(angle), index, crystals)
+    cos = segment_mean(torch.cos(angle), index, crystals)
     offset = torch.atan2(sin, cos)[index] / (2 * math.pi)
     centred = diff - offset
     return float((centred - torch.round(centred)).abs().mean())
