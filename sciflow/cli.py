@@ -56,6 +56,10 @@ def _sample(ns: argparse.Namespace) -> None:
         size = {"lengths": [int(n) for n in ns.lengths.split(",")]}
     if ns.compositions:
         size = {"compositions": [c.strip() for c in ns.compositions.split(",")]}
+    if ns.property is not None:
+        size["property"] = ns.property
+    if ns.guidance_scale is not None:
+        size["guidance_scale"] = ns.guidance_scale
     result = sampler.sample(
         **size,
         num_steps=ns.steps,
@@ -150,6 +154,18 @@ def _parser() -> argparse.ArgumentParser:
         "--compositions",
         default=None,
         help="crystal: comma-separated compositions with atom counts, e.g. 'Sr1 Ti1 O3,Na4 Cl4'",
+    )
+    sample.add_argument(
+        "--property",
+        type=float,
+        default=None,
+        help="crystal: target value of the property a conditioned model was trained on",
+    )
+    sample.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale w: (1 + w)·conditional − w·unconditional",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu")

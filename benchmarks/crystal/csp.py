@@ -14,7 +14,9 @@ CDVAE protocol). Baselines on the same compositions:
 Reported per model and step count: match rate and RMSE (mean and spread over training seeds),
 invalid predictions, CPU seconds per structure, and the training wall time and steps read from
 the checkpoints. A model entry's optional ``line`` names the curve of the match-rate plot it
-belongs to (default: its own name), so models trained for different n form one curve.
+belongs to (default: its own name), so models trained for different n form one curve; its
+optional ``candidates`` k > 1 draws k structures per composition and counts the best match
+(best-of-k; the first candidate is the one-sample prediction).
 """
 
 from __future__ import annotations
@@ -57,12 +59,18 @@ def _baseline(name: str, targets: list[Structure], seed: int) -> list[Structure]
     raise ValueError(f"baselines: unknown baseline {name!r}; expected 'prototype' or 'random'")
 
 
-def _predict(sampler, compositions: list[str], options: dict, batch_size: int) -> tuple:
-    structures, start = [], time.process_time()
-    for i in range(0, len(compositions), batch_size):
-        res = sampler.sample(compositions=compositions[i : i + batch_size], seed=i, **options)
-        structures += res.to_structures()
-    return structures, (time.process_time() - start) / len(compositions)
+def _predict(sampler, compositions: list[str], options: dict, batch_size: int, k: int) -> tuple:
+    """Per composition one structure (k = 1) or a list of k candidates (candidate j uses seeds
+    offset by j·len(compositions)); CPU seconds per sampled structure."""
+    candidates, start = [[] for _ in compositions], time.process_time()
+    for j in range(k):
+        for i in range(0, len(compositions), batch_size):
+            batch = compositions[i : i + batch_size]
+            res = sampler.sample(compositions=batch, seed=i + j * len(compositions), **options)
+            for offset, structure in enumerate(res.to_structures()):
+                candidates[i + offset].append(structure)
+    cpu = (time.process_time() - start) / (k * len(compositions))
+    return ([c[0] for c in candidates] if k == 1 else candidates), cpu
 
 
 def _model_rows(name: str, spec: dict, compositions, targets, params: dict) -> list[dict]:
@@ -86,7 +94,8 @@ def _model_rows(name: str, spec: dict, compositions, targets, params: dict) -> l
             options["solver"] = spec["solver"]
         runs = []
         for sampler in samplers:
-            predicted, cpu = _predict(sampler, compositions, options, params["batch_size"])
+            k = spec.get("candidates", 1)
+            predicted, cpu = _predict(sampler, compositions, options, params["batch_size"], k)
             metrics = match_rate_and_rmse(predicted, targets)
             runs.append({**metrics, "cpu_seconds_per_structure": cpu})
         trained_n = getattr(samplers[0].task.engine, "num_steps", None)

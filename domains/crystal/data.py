@@ -16,7 +16,9 @@ with M atoms in all::
                                  positions of crystal b are frac[index == b] @ lattice[b]
 
 ``lattice`` is a dense part of event shape (3,) and point dimension 3 (reshape to (B, 9) for the
-nine numbers of the CrysBFN lattice flow).
+nine numbers of the CrysBFN lattice flow). A data module that conditions on a property
+(``condition_property``) adds ``property`` (B, 1) float32, the column standardised with the
+training split's mean and standard deviation.
 """
 
 from __future__ import annotations
@@ -227,10 +229,16 @@ class CrystalDataset(Dataset):
     """Crystals of a :class:`~.io.CrystalTable` as tensors.
 
     Item i is ``{"frac": (N, 3) float32 in [0, 1), "types": (N,) int64 atomic numbers,
-    "lattice": (3, 3) float32}`` with the lattice in Å divided by ``lattice_scale``.
+    "lattice": (3, 3) float32}`` with the lattice in Å divided by ``lattice_scale``, plus
+    ``"property": (P,) float32`` when ``properties`` (B, P) (already standardised) are given.
     """
 
-    def __init__(self, table: CrystalTable, lattice_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        table: CrystalTable,
+        lattice_scale: float = 1.0,
+        properties: np.ndarray | None = None,
+    ) -> None:
         if not lattice_scale > 0:
             raise ValueError(f"lattice_scale: expected a positive float, got {lattice_scale!r}")
         if len(table) == 0:
@@ -242,22 +250,34 @@ class CrystalDataset(Dataset):
         self._types = torch.from_numpy(table.types.astype(np.int64))
         self._lattice = torch.from_numpy(table.lattice / self.lattice_scale).float()
         self._offsets = table.offsets.tolist()
+        self._properties = None
+        if properties is not None:
+            if properties.ndim != 2 or len(properties) != len(table):
+                raise ValueError(
+                    f"properties: expected (B, P) with B = {len(table)} crystals, got "
+                    f"{properties.shape}"
+                )
+            self._properties = torch.from_numpy(np.asarray(properties, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.table)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         lo, hi = self._offsets[index], self._offsets[index + 1]
-        return {
+        item = {
             "frac": self._frac[lo:hi],
             "types": self._types[lo:hi],
             "lattice": self._lattice[index],
         }
+        if self._properties is not None:
+            item["property"] = self._properties[index]
+        return item
 
 
 def collate_crystals(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor | int]:
     """Stack crystals into the ``indexed`` batch of the module docstring (keys ``frac``,
-    ``types``, ``index``, ``num_samples``, ``num_atoms``, ``lattice``), atoms in item order."""
+    ``types``, ``index``, ``num_samples``, ``num_atoms``, ``lattice`` and, when the items have
+    one, ``property``), atoms in item order."""
     if not items:
         raise ValueError("items: expected at least one crystal, got an empty list")
     for i, item in enumerate(items):
@@ -274,7 +294,7 @@ def collate_crystals(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
                 f"{tuple(item['lattice'].shape)}"
             )
     num_atoms = torch.tensor([len(item["types"]) for item in items], dtype=torch.long)
-    return {
+    batch = {
         "frac": torch.cat([item["frac"] for item in items]).float(),
         "types": torch.cat([item["types"] for item in items]).long(),
         "index": torch.repeat_interleave(torch.arange(len(items)), num_atoms),
@@ -282,6 +302,9 @@ def collate_crystals(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
         "num_atoms": num_atoms,
         "lattice": torch.stack([item["lattice"] for item in items]).float(),
     }
+    if "property" in items[0]:
+        batch["property"] = torch.stack([item["property"] for item in items]).float()
+    return batch
 
 
 def engine_batch(batch: dict, task: str) -> dict:
@@ -293,7 +316,8 @@ def engine_batch(batch: dict, task: str) -> dict:
     ``cond["types"]`` (M,) atomic numbers, which `CSPNet` reads. For ``"abinitio"`` they stay a
     part for the engine's ``DiscreteBFN``: ``types`` (M,) class indices
     :func:`atomic_number_to_class` (class = Z − 1, so K = 100 classes cover H..Fm and every
-    CDVAE dataset; :func:`class_to_atomic_number` decodes samples).
+    CDVAE dataset; :func:`class_to_atomic_number` decodes samples). A batch ``property``
+    (B, P) moves to ``cond["property"]``, the condition of a property-conditioned `CSPNet`.
     """
     if task not in ("csp", "abinitio"):
         raise ValueError(f"task: expected 'csp' or 'abinitio', got {task!r}")
@@ -307,6 +331,8 @@ def engine_batch(batch: dict, task: str) -> dict:
         out["cond"] = {"types": batch["types"]}
     else:
         out["types"] = atomic_number_to_class(batch["types"])
+    if "property" in batch:
+        out.setdefault("cond", {})["property"] = batch["property"]
     return out
 
 
@@ -355,10 +381,14 @@ class CrystalDataModule(L.LightningDataModule):
         seed: seeds the training order (epoch e of a run is the same every run).
         task: ``"csp"`` (types given, in ``cond``) or ``"abinitio"`` (types generated): the
             batch layout of :func:`engine_batch`.
+        condition_property: a property column of the split files (e.g. Perov-5 ``heat_ref``) to
+            condition on: batches carry it standardised as ``cond["property"]`` (B, 1). Every
+            crystal of every split needs a finite value.
 
     After :meth:`setup`, ``tables[split]`` holds the parsed :class:`~.io.CrystalTable` of each
-    stage (``"train"``, ``"val"``, ``"test"``) and :meth:`num_atoms_histogram` the training
-    atom counts.
+    stage (``"train"``, ``"val"``, ``"test"``), :meth:`num_atoms_histogram` the training
+    atom counts and, with ``condition_property``, ``property_scaling`` its name and the training
+    mean and standard deviation.
     """
 
     def __init__(
@@ -378,6 +408,7 @@ class CrystalDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         task: str = "csp",
+        condition_property: str | None = None,
     ):
         super().__init__()
         if task not in ("csp", "abinitio"):
@@ -396,6 +427,8 @@ class CrystalDataModule(L.LightningDataModule):
         self.options = {"niggli": niggli, "primitive": primitive, "skip_invalid": skip_invalid}
         self.limits = {"train": num_train, "val": num_val, "test": None}
         self.num_workers, self.seed = num_workers, seed
+        self.condition_property = condition_property
+        self.property_scaling: dict | None = None
         self.tables: dict[str, CrystalTable] = {}
         self.datasets: dict[str, CrystalDataset] = {}
 
@@ -410,7 +443,8 @@ class CrystalDataModule(L.LightningDataModule):
             if limit is not None and limit < len(table):
                 table = _head(table, limit)
             self.tables[stage_name] = table
-            self.datasets[stage_name] = CrystalDataset(table, self.lattice_scale)
+            properties = self._standardised_property(table, path)
+            self.datasets[stage_name] = CrystalDataset(table, self.lattice_scale, properties)
             log.info(
                 "crystal %s: %s/%s, %d crystals (%d atoms)",
                 stage_name,
@@ -419,6 +453,21 @@ class CrystalDataModule(L.LightningDataModule):
                 len(table),
                 len(table.types),
             )
+
+    def _standardised_property(self, table: CrystalTable, path: Path) -> np.ndarray | None:
+        """(B, 1) ``condition_property`` of ``table`` standardised with the training split's
+        statistics (set from the first split read, the training one); None without it."""
+        name = self.condition_property
+        if name is None:
+            return None
+        values = property_column(table, name, path)
+        if self.property_scaling is None:
+            std = float(values.std())
+            if not std > 0:
+                raise ValueError(f"{path}: property {name!r} is constant, nothing to condition on")
+            self.property_scaling = {"name": name, "mean": float(values.mean()), "std": std}
+        scaling = self.property_scaling
+        return ((values - scaling["mean"]) / scaling["std"])[:, None]
 
     def num_atoms_histogram(self) -> np.ndarray:
         """:func:`num_atoms_histogram` of the training split (call :meth:`setup` first)."""
@@ -448,6 +497,27 @@ class CrystalDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def property_column(table: CrystalTable, name: str, source: str | os.PathLike) -> np.ndarray:
+    """(B,) float64 values of the property column ``name`` of ``table`` (read from ``source``);
+    raises ``ValueError`` naming the file, the column and the rows without a finite value."""
+    if name not in table.properties:
+        raise ValueError(
+            f"{source}: no property column {name!r}; the file has "
+            f"{', '.join(sorted(table.properties)) or 'none'}"
+        )
+    values = table.properties[name]
+    if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.floating):
+        raise ValueError(f"{source}: property column {name!r} is not numeric")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        first = ", ".join(f"row {table.rows[i]} ({table.material_id[i]})" for i in bad[:5])
+        raise ValueError(
+            f"{source}: property {name!r} is missing or not finite for {bad.size} crystals: "
+            f"{first}{', ...' if bad.size > 5 else ''}"
+        )
+    return values.astype(np.float64)
 
 
 def _head(table: CrystalTable, count: int) -> CrystalTable:

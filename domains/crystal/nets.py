@@ -40,6 +40,10 @@ What the network reads, per engine kind (``_bfn_inputs`` / ``_flow_inputs``):
   dropped-out condition: ``context["cond_mask"]`` does not hide them.
 * ``context["index"]`` (M,) int64 (any order); the number of crystals B is the lattice's first
   dimension.
+* property conditioning (``num_properties`` P > 0): ``context["cond"]["property"]`` (B, P)
+  standardised properties, embedded per crystal and added to its atoms' features after the input
+  layer; a learned null embedding replaces them where ``context["cond_mask"]`` is False or when
+  they are absent (classifier-free guidance, :mod:`.nets_property`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from sciflow_domains.crystal.nets_property import PropertyEmbedding
 from torch import nn
 
 from sciflow.bfn.discrete import DiscreteBFN
@@ -198,6 +203,18 @@ def segment_mean(values: torch.Tensor, segment: torch.Tensor, num_segments: int)
     return total / count.clamp_min(1).unsqueeze(-1)
 
 
+def periodic_edge_features(frac, lattice, src, dst, index, freqs) -> torch.Tensor:
+    """(E, 6·F + 6) edge features: sin/cos of the wrapped Δf = f_dst − f_src (M, 3 rows) times
+    each angular frequency of ``freqs`` (F,), and the 6 distinct entries of the Gram matrix
+    L Lᵀ of the edge's crystal (``lattice`` (B, 3, 3), ``index`` (M,) crystal of each atom)."""
+    delta = frac[dst] - frac[src]
+    delta = delta - torch.round(delta)  # wrapped to [−½, ½]
+    angles = (delta.unsqueeze(-1) * freqs).flatten(-2)  # (E, 3·F)
+    gram = lattice @ lattice.transpose(-1, -2)
+    gram = gram[:, _TRIU[0], _TRIU[1]]  # (B, 6)
+    return torch.cat([torch.sin(angles), torch.cos(angles), gram[index[src]]], dim=-1)
+
+
 class CSPLayer(nn.Module):
     """One message-passing layer: pre-LayerNorm, edge MLP, mean aggregation, node MLP, residual."""
 
@@ -245,6 +262,8 @@ class CSPNet(nn.Module):
             ``True`` requires such a part (else ``ValueError``); ``False`` ignores c.
         num_types: the number of type classes K of the type logits without an engine (with an
             engine, K is the ``types`` part's ``num_classes`` and this must be None or equal).
+        num_properties: P scalar properties to condition on (``context["cond"]["property"]``,
+            (B, P) standardised, with a learned null for classifier-free guidance); 0: none.
     """
 
     def __init__(
@@ -257,6 +276,7 @@ class CSPNet(nn.Module):
         max_atomic_number: int = 100,
         entropy_conditioning: bool | None = None,
         num_types: int | None = None,
+        num_properties: int = 0,
     ):
         super().__init__()
         for name, value, low in (
@@ -264,6 +284,7 @@ class CSPNet(nn.Module):
             ("num_layers", num_layers, 1),
             ("num_freqs", num_freqs, 1),
             ("max_atomic_number", max_atomic_number, 1),
+            ("num_properties", num_properties, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
@@ -298,6 +319,7 @@ class CSPNet(nn.Module):
         self.entropy_conditioning = bool(entropy_conditioning)
         self.max_atomic_number = max_atomic_number
         self.num_types = None if types_part is None else types_part.num_classes
+        self.num_properties = num_properties
 
         if types_part is None:
             self.type_embedding: nn.Module = nn.Embedding(max_atomic_number + 1, hidden)
@@ -314,6 +336,9 @@ class CSPNet(nn.Module):
         self.coord_head = nn.Linear(hidden, 3, bias=False)
         self.lattice_head = nn.Linear(hidden, 9)
         self.type_head = None if types_part is None else nn.Linear(hidden, types_part.num_classes)
+        self.property_embedding = (
+            PropertyEmbedding(num_properties, hidden) if num_properties else None
+        )
 
     # -- inputs and outputs per engine kind --------------------------------------------------------
     def read_inputs(self, x: dict, context: dict) -> CrystalInputs:
@@ -345,13 +370,8 @@ class CSPNet(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------
     def edge_features(self, frac, lattice, src, dst, index) -> torch.Tensor:
-        """Fourier features of the wrapped Δf = f_dst − f_src and the Gram entries of L Lᵀ."""
-        delta = frac[dst] - frac[src]
-        delta = delta - torch.round(delta)  # wrapped to [−½, ½]
-        angles = (delta.unsqueeze(-1) * self.freqs).flatten(-2)  # (E, 3·num_freqs)
-        gram = lattice @ lattice.transpose(-1, -2)
-        gram = gram[:, _TRIU[0], _TRIU[1]]  # (B, 6)
-        return torch.cat([torch.sin(angles), torch.cos(angles), gram[index[src]]], dim=-1)
+        """:func:`periodic_edge_features` with this network's frequencies."""
+        return periodic_edge_features(frac, lattice, src, dst, index, self.freqs)
 
     def forward(self, x: dict, t: torch.Tensor, context: dict) -> dict:
         dtype = self.node_in.weight.dtype
@@ -378,6 +398,8 @@ class CSPNet(nn.Module):
         if self.entropy_conditioning:
             node.append(inputs.log_conc.to(dtype))
         h = self.node_in(torch.cat(node, dim=-1))
+        if self.property_embedding is not None:
+            h = h + self.property_embedding(context, num_crystals).to(dtype)[index]
 
         src, dst, in_degree = fully_connected_edges(index, num_crystals)
         edge_attr = self.edge_features(frac, lattice, src, dst, index)
@@ -395,5 +417,5 @@ class CSPNet(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"kind={self.kind!r}, entropy_conditioning={self.entropy_conditioning}, "
-            f"num_types={self.num_types}"
+            f"num_types={self.num_types}, num_properties={self.num_properties}"
         )

@@ -8,6 +8,8 @@ training atom-count histogram stored in the checkpoint or given explicitly::
     res = load_sampler("csp.ckpt").sample(compositions=["SrTiO3", "Ba2Ti2O6"], seed=0)
     res = load_sampler("abinitio.ckpt").sample(num_samples=100, seed=0)
     res = load_sampler("abinitio.ckpt").sample(num_atoms=[5, 5, 10], seed=0)
+    # a model trained with a property condition (configs/crystal/*_heat_ref_*.yaml), guided
+    res = load_sampler("guided.ckpt").sample(num_samples=100, property=0.5, guidance_scale=1.0)
     structures = res.to_structures()    # pymatgen Structure per sample
     res.write_cifs("generated/")        # one CIF per structure
 
@@ -119,6 +121,8 @@ class CrystalSampler(Sampler):
         progress: bool = False,
         num_samples: int | None = None,
         num_atoms: list[int] | None = None,
+        property: float | list[float] | None = None,
+        guidance_scale: float | None = None,
     ) -> CrystalSamples:
         """Sample crystals, all in one batch.
 
@@ -129,6 +133,13 @@ class CrystalSampler(Sampler):
         ``final`` setting). ``num_steps``/``solver`` default to the engine's own (for CrysBFN
         the training n and ``"vanilla"``; ``"end_back"`` is CrysBFN's sampler); ``seed`` fixes
         the atom counts and the samples.
+
+        Models trained with a property condition (the task's ``condition_property``) take a
+        target ``property`` in the units of the data column (one value, or one per crystal);
+        without it they sample unconditionally (the learned null condition).
+        ``guidance_scale`` w mixes ``(1 + w)·out(property) − w·out(null)`` at every step
+        (classifier-free guidance; 0 = plain conditional sampling, two network calls per step
+        otherwise).
         """
         if compositions is not None and not isinstance(compositions, (list, tuple)):
             raise TypeError(
@@ -137,7 +148,7 @@ class CrystalSampler(Sampler):
             )
         if self.task_kind == "csp":
             types, counts = self._csp_types(compositions, num_samples, num_atoms)
-            cond = {"cond": {"types": types.to(self.device)}}
+            cond = {"types": types.to(self.device)}
         else:
             if compositions is not None:
                 raise ValueError(
@@ -147,11 +158,15 @@ class CrystalSampler(Sampler):
             histogram = getattr(self.task, "num_atoms_histogram", None)
             counts = crystal_sizes(num_samples, num_atoms, histogram, seed)
             types, cond = None, {}
+        if property is not None:
+            cond["property"] = self._standardised_property(property, len(counts))
+        elif guidance_scale:
+            raise ValueError("guidance_scale: guidance needs a target, give property=...")
         index = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        context = {"index": index.to(self.device), **cond}
+        context = {"index": index.to(self.device), **({"cond": cond} if cond else {})}
         result = self._draw(
             len(counts), context, self.generator(seed), num_steps, solver, return_trajectory,
-            progress, None, seed,
+            progress, guidance_scale, seed,
         )  # fmt: skip
         if types is None:
             types = class_to_atomic_number(result.samples["types"])
@@ -159,6 +174,26 @@ class CrystalSampler(Sampler):
         base = {f.name: getattr(result, f.name) for f in fields(SampleResult)}
         scale = getattr(self.task, "lattice_scale", 1.0)
         return CrystalSamples(**base, types=types, index=index, lattice_scale=scale)
+
+    def _standardised_property(self, value, num_crystals: int) -> torch.Tensor:
+        """(B, 1) target ``value`` (one number or B) in the network's standardised units."""
+        scaling = getattr(self.task, "condition_property", None)
+        if scaling is None:
+            raise ValueError(
+                "property: this model was trained without a property condition; train one with "
+                "data.init_args.condition_property (e.g. configs/crystal/"
+                "crysbfn_abinitio_perov5_heat_ref_cpu.yaml)"
+            )
+        target = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+        if target.numel() == 1:
+            target = target.expand(num_crystals)
+        if target.numel() != num_crystals or not torch.isfinite(target).all():
+            raise ValueError(
+                f"property: expected one finite {scaling['name']} value or {num_crystals} (one "
+                f"per crystal), got {value!r}"
+            )
+        standardised = (target - scaling["mean"]) / scaling["std"]
+        return standardised.float().unsqueeze(-1).to(self.device)
 
     @staticmethod
     def _csp_types(compositions, num_samples, num_atoms) -> tuple[torch.Tensor, torch.Tensor]:
