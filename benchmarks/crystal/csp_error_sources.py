@@ -5,7 +5,9 @@ Three readings of one checkpoint on a seeded subset of test crystals:
 1. *Recombined predictions.* Each prediction is scored as it is, with the predicted fractional
    coordinates put into the true lattice, and with the true coordinates put into the predicted
    lattice (``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)``). Whichever recombination
-   keeps the error locates it.
+   keeps the error locates it. A last reading ignores the species (pymatgen's
+   ``FrameworkComparator``): a prediction that matches only then has its atoms on the right
+   sites but the wrong element on some of them.
 2. *RMSE spread* of the matched predictions (quantiles, and the share below 0.1): a mean RMSE
    near the tolerance can be a few exact matches plus many loose ones.
 3. *Denoising error per step, teacher-forced.* For each step i, θ_{i−1} is drawn from the flow
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.analysis.structure_matcher import FrameworkComparator, StructureMatcher
 from pymatgen.core import Structure
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # the helpers beside this script
@@ -80,8 +82,10 @@ def recombined(sampler, targets: list[Structure], params: dict) -> list[dict]:
         res = sampler.sample(compositions=[_formula(t) for t in chunk], seed=i, **options)
         predicted += res.to_structures()
     matcher = StructureMatcher(**MATCHER)
+    framework = StructureMatcher(**MATCHER, comparator=FrameworkComparator())
     readings = {"as sampled": [], "predicted coordinates, true lattice": [],
-                "true coordinates, predicted lattice": []}  # fmt: skip
+                "true coordinates, predicted lattice": [],
+                "as sampled, species ignored": []}  # fmt: skip
     for pred, target in zip(predicted, targets, strict=True):
         truth = grouped_like_formula(target)
         readings["as sampled"].append(_rms(matcher, pred, target))
@@ -91,6 +95,7 @@ def recombined(sampler, targets: list[Structure], params: dict) -> list[dict]:
         readings["true coordinates, predicted lattice"].append(
             _rms(matcher, Structure(pred.lattice, truth.species, truth.frac_coords), target)
         )
+        readings["as sampled, species ignored"].append(_rms(framework, pred, target))
     return [_summary(label, values) for label, values in readings.items()]
 
 
