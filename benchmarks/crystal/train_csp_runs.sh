@@ -5,7 +5,9 @@
 #   bash benchmarks/crystal/train_csp_runs.sh            # all of them, one after another
 #   bash benchmarks/crystal/train_csp_runs.sh fm n50     # some of them (names below)
 # names: crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k steps24k_s0 steps24k_s1, and
-# carbon24_s1, the second seed of configs/crystal/carbon24_cpu.yaml (seed 0 is that config's own run).
+# carbon24_s1, the second seed of configs/crystal/carbon24_cpu.yaml (seed 0 is that config's own run),
+# and weights_uniform / weights_floored: the recipe with the coordinate flow's step_weights changed
+# (sciflow.bfn.vonmises.VonMisesBFN), which gives the early sampling steps a training signal.
 # crysbfn_s0 is the recipe `sciflow fit --config configs/crystal/perov5_cpu.yaml` itself; n50 and
 # n100 train CrysBFN with n = 50 / 100 steps (its accuracy schedule is tied to n, so sampling with
 # more steps needs a model trained with them); steps12k is the recipe trained twice as long
@@ -33,8 +35,10 @@ run() {
       -- --model.init_args.engine.init_args.num_steps "${1#n}" ;;
     steps12k) train steps12k 0 configs/crystal/perov5_cpu.yaml -- --trainer.max_steps 12000 ;;
     carbon24_s1) train carbon24_s1 1 configs/crystal/carbon24_cpu.yaml ;;
+    weights_uniform | weights_floored) train "$1" 0 configs/crystal/perov5_cpu.yaml \
+      -- --model.init_args.engine.init_args.components.frac.init_args.step_weights "${1#weights_}" ;;
     steps24k_s[0-9]) train "$1" "${1#steps24k_s}" configs/crystal/perov5_cpu.yaml -- --trainer.max_steps 24000 ;;
-    *) echo "unknown run $1; expected crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k steps24k_s<seed> carbon24_s1" >&2; exit 2 ;;
+    *) echo "unknown run $1; expected crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k steps24k_s<seed> carbon24_s1 weights_uniform weights_floored" >&2; exit 2 ;;
   esac
 }
 for name in "${@:-crysbfn_s0 crysbfn_s1 no_entropy fm n50 n100 steps12k}"; do

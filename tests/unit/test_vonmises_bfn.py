@@ -165,6 +165,29 @@ def test_kl_loss_is_n_times_the_von_mises_kl():
     torch.testing.assert_close(comp.loss(x, output, params, t, step, N_STEPS), expected)
 
 
+def test_step_weights_redistribute_the_bfn_weights():
+    bfn = VonMisesBFN(3).loss_weights(N_STEPS)
+    alphas = VonMisesBFN(3).alphas(N_STEPS)
+    torch.testing.assert_close(bfn, N_STEPS * alphas * vonmises.bessel_ratio(alphas))
+    uniform = VonMisesBFN(3, step_weights="uniform").loss_weights(N_STEPS)
+    torch.testing.assert_close(uniform, torch.full_like(bfn, float(bfn.mean())))
+    floored = VonMisesBFN(3, step_weights="floored").loss_weights(N_STEPS)
+    late = bfn >= bfn.mean()
+    assert late.any() and (~late).any()
+    torch.testing.assert_close(floored[late], bfn[late])
+    torch.testing.assert_close(floored[~late], torch.full_like(bfn[~late], float(bfn.mean())))
+    comp = VonMisesBFN(3, step_weights="uniform")
+    x = _data(comp, (8,))
+    step = _steps((8,))
+    t = (step - 1).to(F64) / N_STEPS
+    params = comp.flow_sample(x, t, step, N_STEPS, _gen())
+    output = torch.randn(8, 3, generator=_gen(3), dtype=F64)
+    ratio = comp.loss(x, output, params, t, step, N_STEPS) / VonMisesBFN(3).loss(
+        x, output, params, t, step, N_STEPS
+    )
+    torch.testing.assert_close(ratio, uniform[step - 1] / bfn[step - 1])
+
+
 @pytest.mark.parametrize("method", ["vanilla", "end_back"])
 def test_sample_step_is_reproducible_and_concentrates(method):
     comp = VonMisesBFN(3)
@@ -227,6 +250,7 @@ def test_bad_inputs_name_the_argument():
         ({"dim": 3, "beta1": 0.0}, "beta1"),
         ({"dim": 3, "loss_type": "l1"}, "loss_type"),
         ({"dim": 3, "schedule": "cosine"}, "schedule"),
+        ({"dim": 3, "step_weights": "linear"}, "step_weights"),
         ({"dim": 3, "layout": "padded", "event_shape": (4,)}, "event_shape"),
     ],
 )
