@@ -462,10 +462,7 @@ class CrystalDataModule(L.LightningDataModule):
             return None
         values = property_column(table, name, path)
         if self.property_scaling is None:
-            std = float(values.std())
-            if not std > 0:
-                raise ValueError(f"{path}: property {name!r} is constant, nothing to condition on")
-            self.property_scaling = {"name": name, "mean": float(values.mean()), "std": std}
+            self.property_scaling = property_scaling(values, name, path)
         scaling = self.property_scaling
         return ((values - scaling["mean"]) / scaling["std"])[:, None]
 
@@ -518,6 +515,15 @@ def property_column(table: CrystalTable, name: str, source: str | os.PathLike) -
             f"{first}{', ...' if bad.size > 5 else ''}"
         )
     return values.astype(np.float64)
+
+
+def property_scaling(values: np.ndarray, name: str, source: str | os.PathLike) -> dict:
+    """``{"name", "mean", "std"}`` of a property column's (B,) ``values``, the statistics that
+    standardise it; raises ``ValueError`` naming ``source`` when the column is constant."""
+    std = float(values.std())
+    if not std > 0:
+        raise ValueError(f"{source}: property {name!r} is constant, nothing to learn from")
+    return {"name": name, "mean": float(values.mean()), "std": std}
 
 
 def _head(table: CrystalTable, count: int) -> CrystalTable:

@@ -43,9 +43,11 @@ class PropertyEmbedding(nn.Module):
 
     def __init__(self, num_properties: int, hidden: int):
         super().__init__()
-        if isinstance(num_properties, bool) or not isinstance(num_properties, int):
-            raise ValueError(f"num_properties: expected an int >= 1, got {num_properties!r}")
-        if num_properties < 1:
+        if (
+            isinstance(num_properties, bool)
+            or not isinstance(num_properties, int)
+            or num_properties < 1
+        ):
             raise ValueError(f"num_properties: expected an int >= 1, got {num_properties!r}")
         self.num_properties = num_properties
         self.mlp = nn.Sequential(

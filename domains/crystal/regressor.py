@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sciflow_domains.crystal.data import CrystalDataset, collate_crystals, property_column
+from sciflow_domains.crystal.data import (
+    CrystalDataset,
+    collate_crystals,
+    property_column,
+    property_scaling,
+)
 from sciflow_domains.crystal.io import CrystalTable
 from sciflow_domains.crystal.nets import (
     CSPLayer,
@@ -184,9 +189,8 @@ def fit_regressor(
     ``source``): AdamW on the mean squared error of the standardised property, cosine-decayed
     learning rate, ``num_steps`` steps of ``batch_size`` crystals in shuffled epochs."""
     values = property_column(table, name, source)
-    mean, std = float(values.mean()), float(values.std())
-    if not std > 0:
-        raise ValueError(f"{source}: property {name!r} is constant, nothing to regress")
+    scaling = property_scaling(values, name, source)
+    mean, std = scaling["mean"], scaling["std"]
     targets = (values - mean) / std
     dataset = CrystalDataset(table, lattice_scale, targets[:, None])
     torch.manual_seed(seed)
