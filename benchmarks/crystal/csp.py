@@ -40,11 +40,15 @@ from sciflow.api import load_sampler  # noqa: E402
 from sciflow.evaluation.bench import Report  # noqa: E402
 
 
+def _pick(params: dict, size: int) -> list[int]:
+    """The sorted row indices of the seeded subset of ``num_compositions`` (all when unset)."""
+    count = params.get("num_compositions") or size
+    return sorted(int(i) for i in np.random.default_rng(params["seed"]).permutation(size)[:count])
+
+
 def _targets(params: dict) -> list[Structure]:
     table = load_crystals(find_split(params["dataset"], params["split"]))
-    count = params.get("num_compositions") or len(table)
-    pick = np.random.default_rng(params["seed"]).permutation(len(table))
-    return [table.structure(int(i)) for i in sorted(pick[:count])]
+    return [table.structure(i) for i in _pick(params, len(table))]
 
 
 def _formula(structure: Structure) -> str:

@@ -149,10 +149,14 @@ def _published(params: dict) -> str:
     """The papers' figures for ``dataset`` (``published`` rows), or nothing without them."""
     if not params.get("published"):
         return ""
+    dagger = any("†" in row["model"] for row in params["published"])
     return (
         f"Published {params['dataset']} figures (10 000 samples, full train split, GPU; "
-        "`shared/docs/methods/crystal.md` §2.3, † from secondary copies of the paper's table):"
-        "\n\n" + _table(params["published"], "model (paper)") + "\n\n"
+        "`shared/docs/methods/crystal.md` §2.3"
+        + (", † from secondary copies of the paper's table" if dagger else "")
+        + "):\n\n"
+        + _table(params["published"], "model (paper)")
+        + "\n\n"
     )
 
 

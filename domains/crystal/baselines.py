@@ -7,8 +7,10 @@ compositions and the same matcher.
   cell corner (0, 0, 0), A at the body centre (½, ½, ½) and X at the face centres (½, 0, 0),
   (0, ½, 0), (0, 0, ½). The three most electronegative atoms are the anions X (mixed anions
   such as O₂N allowed); of the two cations the one with the larger ionic radius goes on the
-  12-coordinated A site. The lattice constant is the B–X bond doubled, a = 2 (r_B + r̄_X), from
-  the same radii (the CSP matcher scales volumes, so this only sets the scale of the CIF).
+  12-coordinated A site (``a_site="smaller"`` gives the other site ordering, which Perov-5
+  holds as a second entry of the same composition). The lattice constant is the B–X bond
+  doubled, a = 2 (r_B + r̄_X), from the same radii (the CSP matcher scales volumes, so this only
+  sets the scale of the CIF).
 - :func:`random_positions`: the composition's atoms at uniform random fractional positions in a
   cubic cell of a given volume.
 """
@@ -32,14 +34,18 @@ def ionic_radius(element: Element) -> float:
     return float(element.atomic_radius)
 
 
-def perovskite_sites(composition: Composition | str) -> tuple[Element, Element, list[Element]]:
+def perovskite_sites(
+    composition: Composition | str, a_site: str = "larger"
+) -> tuple[Element, Element, list[Element]]:
     """(A, B, [X, X, X]) of a 5-atom ABX₃ composition, mixed anions allowed (Perov-5 has e.g.
     ABO₂N): the three most electronegative atoms (Pauling) are the anions X, and of the other two
-    A is the one with the larger :func:`ionic_radius`.
+    A is the one with the larger :func:`ionic_radius` (``a_site="smaller"``: the smaller one).
 
     Raises:
-        ValueError: naming the composition when it does not have 5 atoms.
+        ValueError: naming the composition when it does not have 5 atoms, or a bad ``a_site``.
     """
+    if a_site not in ("larger", "smaller"):
+        raise ValueError(f"a_site: expected 'larger' or 'smaller', got {a_site!r}")
     comp = Composition(composition)
     atoms = [el for el, n in comp.items() for _ in range(int(round(n)))]
     if len(atoms) != 5 or abs(comp.num_atoms - 5) > 1e-6:
@@ -48,22 +54,22 @@ def perovskite_sites(composition: Composition | str) -> tuple[Element, Element, 
             f"unit (5 atoms), got {comp.num_atoms:g} atoms"
         )
     atoms.sort(key=lambda el: el.X)
-    first, second = atoms[0], atoms[1]
-    if ionic_radius(first) >= ionic_radius(second):
-        return first, second, atoms[2:]
-    return second, first, atoms[2:]
+    larger, smaller = sorted(atoms[:2], key=ionic_radius, reverse=True)
+    return (larger, smaller, atoms[2:]) if a_site == "larger" else (smaller, larger, atoms[2:])
 
 
-def ideal_perovskite(composition: Composition | str) -> Structure:
-    """The ideal cubic ABX₃ prototype of a 5-atom ``composition`` (module docstring).
+def ideal_perovskite(composition: Composition | str, a_site: str = "larger") -> Structure:
+    """The ideal cubic ABX₃ prototype of a 5-atom ``composition`` (module docstring); ``a_site``
+    as in :func:`perovskite_sites`.
 
     Raises:
-        ValueError: for a composition that is not one ABX₃ formula unit (5 atoms).
+        ValueError: for a composition that is not one ABX₃ formula unit (5 atoms), or a bad
+            ``a_site``.
     """
-    a_site, b_site, anions = perovskite_sites(composition)
+    a_cation, b_cation, anions = perovskite_sites(composition, a_site)
     r_x = float(np.mean([ionic_radius(el) for el in anions]))
-    side = 2.0 * (ionic_radius(b_site) + r_x)
-    species = [b_site, a_site, *anions]
+    side = 2.0 * (ionic_radius(b_cation) + r_x)
+    species = [b_cation, a_cation, *anions]
     coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
     return Structure(Lattice.cubic(side), species, coords)
 

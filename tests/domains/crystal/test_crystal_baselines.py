@@ -38,6 +38,17 @@ def test_sites_put_the_larger_cation_on_a_and_allow_mixed_anions():
     assert perovskite_sites("NbKO3")[0] == Element("K")
 
 
+def test_the_other_site_ordering_swaps_the_cations_and_never_matches_the_first():
+    assert perovskite_sites("BaTaO2N", a_site="smaller")[:2] == (Element("Ta"), Element("Ba"))
+    swapped = ideal_perovskite("SrTiO3", a_site="smaller")
+    sr = next(i for i, site in enumerate(swapped) if site.specie == Element("Sr"))
+    neighbours = swapped.get_neighbors(swapped[sr], swapped.lattice.a / 2 + 1e-6)
+    assert sorted(n.specie.symbol for n in neighbours) == ["O"] * 6  # Sr now in the octahedron
+    assert not make_matcher().fit(swapped, ideal_perovskite("SrTiO3"))
+    with pytest.raises(ValueError, match="a_site.*'middle'"):
+        ideal_perovskite("SrTiO3", a_site="middle")
+
+
 def test_prototype_rejects_compositions_that_are_not_one_formula_unit():
     with pytest.raises(ValueError, match="'Sr2 Ti2 O6'.*5 atoms.*10"):
         ideal_perovskite("Sr2Ti2O6")
