@@ -19,7 +19,8 @@ Readings (``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)`` throughout):
 2. *Prototype both ways.* On every test entry: the ideal cubic prototype with the larger
    cation on A, with the smaller one, and the better of the two.
 3. *Checkpoints.* On a seeded subset of test entries, each checkpoint's one-sample prediction
-   scored against its target and against the target's twins where known. The counts are split
+   scored against its target and against the target's twins where known. As in the CSP
+   benchmark, a prediction that fails the validity check matches nothing. The counts are split
    by where the twin lies: in the training split the model has seen it, and in the test split
    it has not.
 4. *Ceiling.* (1 − q) + q (1 + b) / 2 for the whole test set, with b the share of a predictor's
@@ -51,6 +52,7 @@ from csp import _formula, _pick, _predict  # noqa: E402
 from sciflow_domains.crystal.baselines import ideal_perovskite  # noqa: E402
 from sciflow_domains.crystal.data import find_split, load_crystals  # noqa: E402
 from sciflow_domains.crystal.metrics_csp import make_matcher, rms_distance  # noqa: E402
+from sciflow_domains.crystal.metrics_validity import validity  # noqa: E402
 
 from sciflow.api import load_sampler  # noqa: E402
 from sciflow.evaluation.bench import Report  # noqa: E402
@@ -110,13 +112,15 @@ def score(predicted: list[Structure], targets, twins) -> dict:
     matcher = make_matcher()
     counts, rmse = defaultdict(int), {"one ordering": [], "both orderings": []}
     for pred, target, mine in zip(predicted, targets, twins, strict=True):
-        distance = rms_distance(pred, target, matcher)
+        valid = validity(pred)["valid"]  # the CSP protocol: an invalid prediction matches nothing
+        counts["invalid"] += not valid
+        distance = rms_distance(pred, target, matcher) if valid else None
         hit = distance is not None
         counts["target"] += hit
         twin_hits = []
         for place in dict.fromkeys(p for p, _ in mine):
             same_place = [s for p, s in mine if p == place]
-            twin_hit = any(rms_distance(pred, s, matcher) is not None for s in same_place)
+            twin_hit = valid and any(rms_distance(pred, s, matcher) is not None for s in same_place)
             counts[f"{place}: entries"] += 1
             counts[f"{place}: target"] += hit
             counts[f"{place}: twin"] += twin_hit
@@ -149,8 +153,9 @@ def _rate(row: dict, place: str, what: str) -> str:
 
 def _table(rows: list[dict]) -> str:
     lines = [
-        "| predictor | entries | match rate | twin seen in training: target / twin / both | "
-        "twin in test: target / twin / both | b (matches both) | ceiling | "
+        "| predictor | entries (invalid) | match rate | "
+        "twin seen in training: target / twin / both | twin in test: target / twin / both | "
+        "b (matches both) | ceiling | "
         "RMSE when matching one / both orderings |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -158,8 +163,8 @@ def _table(rows: list[dict]) -> str:
         seen = " / ".join(_rate(r, "train", w) for w in ("target", "twin", "both"))
         unseen = " / ".join(_rate(r, "test", w) for w in ("target", "twin", "both"))
         lines.append(
-            f"| {r['predictor']} | {r['entries']} | {r['match_rate']:.3f} | {seen} "
-            f"({r.get('train: entries', 0)}) | {unseen} ({r.get('test: entries', 0)}) | "
+            f"| {r['predictor']} | {r['entries']} ({r['invalid']}) | {r['match_rate']:.3f} | "
+            f"{seen} ({r.get('train: entries', 0)}) | {unseen} ({r.get('test: entries', 0)}) | "
             f"{r['both_orderings']:.3f} | {r['ceiling']:.3f} | "
             + " / ".join(
                 "–" if r[f"rmse, matching {k}"] is None else f"{r[f'rmse, matching {k}']:.3f}"
@@ -171,7 +176,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(8, 5))
     width = 0.27
     for k, (place, what, label) in enumerate(
         [
@@ -186,7 +191,9 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
         ax.bar([i + (k - 1) * width for i in range(len(rows))], values, width, label=label)
     for i, r in enumerate(rows):
         ax.hlines(r["ceiling"], i - 1.5 * width, i + 1.5 * width, color="black", linestyles="--")
-    ax.set_xticks(range(len(rows)), [r["predictor"] for r in rows], fontsize=7, rotation=12)
+    ax.set_xticks(
+        range(len(rows)), [r["predictor"] for r in rows], fontsize=7, rotation=25, ha="right"
+    )
     ax.set_ylabel("one-sample match rate")
     ax.set_ylim(0, 1)
     ax.set_title(title + "\n(dashed: ceiling of a composition-only predictor)", fontsize=9)
@@ -241,9 +248,10 @@ def run(params: dict, out: Path) -> Report:
         f"{data['twin_in_training_split']} in the training split, "
         f"{data['twin_in_test_split']} in the test split "
         f"({data['more_than_one_twin']} with more than one).\n"
-        f"* Twin pairs matching as structures: {data['twin_pairs_matching_as_structures']} of "
-        f"{data['twin_pairs']}; as frameworks (species ignored): "
-        f"{data['twin_pairs_matching_as_frameworks']}.\n"
+        f"* (test entry, twin) pairs matching as structures: "
+        f"{data['twin_pairs_matching_as_structures']} of {data['twin_pairs']}; as frameworks "
+        f"(species ignored): {data['twin_pairs_matching_as_frameworks']} (a pair inside the test "
+        "split counts once from each side).\n"
         f"* Share of test entries with a visible twin f = {data['share_with_visible_twin']:.3f}; "
         f"visible share of the {data['dataset_size']:,}-entry dataset v = "
         f"{data['share_visible']:.3f}; so the share of compositions held in both orderings is "
